@@ -1,0 +1,230 @@
+"""The `aioecho` command: argument parsing, signals, and the one place that prints errors and
+chooses exit codes (0 ok, 1 failure, 2 usage, 130 interrupted)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import __version__, loops
+from .client import _echo_messages, stream_stdio
+from .config import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_BUFFER,
+    DEFAULT_PORT,
+    ClientConfig,
+    ServerConfig,
+    parse_port,
+    parse_seconds,
+    parse_size,
+)
+from .errors import AioechoError, EchoError, ExitStatus, describe_os_error
+from .logs import configure
+from .server import serve
+
+__all__ = ["main"]
+
+_main_log = logging.getLogger("aioecho.main")
+
+SEED_MESSAGES = (b"This is the message. ", b"It will be sent ", b"in parts.")
+
+SERVER_EXAMPLES = """\
+examples:
+  aioecho server                          # localhost port 10000
+  aioecho server -v                       # log every chunk, as the seed does
+  aioecho server --host ::1 --host 127.0.0.1 --port 0
+  aioecho server --host 0.0.0.0 -q        # every IPv4 address, warnings only
+"""
+
+CLIENT_EXAMPLES = """\
+examples:
+  aioecho client                          # the seed's three-part message
+  aioecho client hello world              # two messages, one after the other
+  aioecho client - < big.bin | cmp - big.bin
+  printf 'ping' | aioecho client -q --port 10001 -
+exit status: 0 the echo came back identical, 1 it did not (or no connection), 2 usage.
+"""
+
+
+def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a parser raising ValueError, keeping its message."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port",
+        type=_checked(parse_port),
+        default=DEFAULT_PORT,
+        help="TCP port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=loops.LOOPS,
+        default="auto",
+        help="event loop: auto (uvloop when installed), asyncio or uvloop",
+    )
+    level = parser.add_mutually_exclusive_group()
+    level.add_argument("-v", "--verbose", action="store_true", help="log every chunk and EOF")
+    level.add_argument(
+        "-q", "--quiet", action="store_true", help="only warnings, errors and listening lines"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aioecho", description="An asyncio echo server and client (asyncio.Protocol)."
+    )
+    parser.add_argument("--version", action="version", version=f"aioecho {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    server = commands.add_parser(
+        "server",
+        help="run an echo server",
+        description="Echo every byte back to its sender, in order.",
+        epilog=SERVER_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    server.add_argument(
+        "--host",
+        action="append",
+        dest="hosts",
+        metavar="HOST",
+        help=f"address or name to listen on, repeatable; a name binds all its addresses "
+        f"(default {DEFAULT_HOST})",
+    )
+    _common(server)
+    server.add_argument(
+        "--drain-timeout",
+        type=_checked(parse_seconds),
+        default=5.0,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, time open connections get to finish (default %(default)s)",
+    )
+    server.add_argument(
+        "--max-buffer",
+        type=_checked(parse_size),
+        default=DEFAULT_MAX_BUFFER,
+        metavar="BYTES",
+        help="pending echo per connection before reading from it pauses (default 256KiB)",
+    )
+
+    client = commands.add_parser(
+        "client",
+        help="send messages (or stdin) to an echo server and check the echo",
+        description="Send messages, half-close, and check that the same bytes come back.",
+        epilog=CLIENT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    client.add_argument(
+        "messages",
+        nargs="*",
+        metavar="MSG",
+        help="messages to send in turn (default: the seed's three parts); - streams stdin",
+    )
+    client.add_argument("--host", default=DEFAULT_HOST, help="server (default %(default)s)")
+    _common(client)
+    client.add_argument(
+        "--timeout",
+        type=_checked(parse_seconds),
+        default=10.0,
+        metavar="SECONDS",
+        help="bound on connecting and on any silence while echo is owed (default %(default)s)",
+    )
+    return parser
+
+
+def server_config(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        hosts=tuple(args.hosts or (DEFAULT_HOST,)),
+        port=args.port,
+        drain_timeout=args.drain_timeout,
+        max_buffer=args.max_buffer,
+    )
+
+
+def client_config(args: argparse.Namespace) -> ClientConfig:
+    return ClientConfig(host=args.host, port=args.port, timeout=args.timeout)
+
+
+def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """One line instead of asyncio's traceback: a fault on one connection is not a crash."""
+    exc = context.get("exception")
+    message = context.get("message", "unexpected event loop error")
+    _main_log.error("%s: %s", message, describe_os_error(exc) if exc else "no details")
+
+
+async def run_server(config: ServerConfig) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_log_loop_error)
+    _main_log.info("using %s", loops.describe(loop))
+    server = await serve(config)
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal: stop waiting
+            loop.add_signal_handler(signum, server.abort)
+        await server.close()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def run_client(config: ClientConfig, messages: Sequence[bytes]) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_log_loop_error)
+    _main_log.info("waiting for client to complete")
+    if list(messages) == [b"-"]:
+        count = await stream_stdio(config)
+        _main_log.info("echoed %d bytes intact", count)
+    else:
+        sent = b"".join(messages)
+        got = await _echo_messages(list(messages), config, logging.INFO)
+        if got != sent:
+            raise EchoError(_mismatch(sent, got))
+    _main_log.info("closing event loop")
+
+
+def _mismatch(sent: bytes, got: bytes) -> str:
+    at = next((i for i, (a, b) in enumerate(zip(sent, got, strict=False)) if a != b), None)
+    if at is not None:
+        return f"the echo differs from what was sent at byte {at}"
+    return f"the echo has {len(got)} bytes, {len(sent)} were sent"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    args = build_parser().parse_args(argv)
+    configure(1 if args.verbose else -1 if args.quiet else 0)
+    try:
+        if args.command == "server":
+            loops.run(run_server(server_config(args)), args.loop)
+        else:
+            messages = [os.fsencode(m) for m in args.messages] or list(SEED_MESSAGES)
+            loops.run(run_client(client_config(args), messages), args.loop)
+    except AioechoError as err:
+        print(f"aioecho: error: {err}", file=sys.stderr)
+        return ExitStatus.FAILURE
+    except ValueError as err:  # a value argparse let through but the config refused
+        print(f"aioecho: error: {err}", file=sys.stderr)
+        return ExitStatus.USAGE
+    except KeyboardInterrupt:
+        print("aioecho: interrupted", file=sys.stderr)
+        return ExitStatus.INTERRUPTED
+    return ExitStatus.OK

@@ -1,0 +1,113 @@
+"""Declared settings of the server and the client, with their units and defaults.
+
+Pure: imports neither asyncio, socket nor ssl. The CLI maps its arguments onto these in one
+place each (cli.server_config, cli.client_config); the library takes them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_MAX_BUFFER",
+    "DEFAULT_PORT",
+    "ClientConfig",
+    "ServerConfig",
+    "parse_port",
+    "parse_seconds",
+    "parse_size",
+]
+
+DEFAULT_HOST: Final = "localhost"
+DEFAULT_PORT: Final = 10000
+# bytes: a connection stops reading from its peer once this much echo waits to be sent.
+DEFAULT_MAX_BUFFER: Final = 256 * 1024
+
+_SIZE_UNITS: Final = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_port(text: str) -> int:
+    """A TCP/UDP port number, 0 (any free port) to 65535."""
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise ValueError(f"invalid port {text!r}: not a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"invalid port {port}: must be 0 to 65535")
+    return port
+
+
+def parse_seconds(text: str) -> float:
+    """A non-negative, finite duration in seconds ('5', '0.25')."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"invalid duration {text!r}: not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"invalid duration {text!r}: must be zero or more seconds")
+    return value
+
+
+def parse_size(text: str) -> int:
+    """A byte count with an optional unit: '64', '1KiB', '10KB', '1MiB' (KB=1000, KiB=1024)."""
+    stripped = text.strip()
+    digits = stripped.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ").strip()
+    unit = stripped[len(digits) :].strip().lower() if digits else stripped.lower()
+    if not digits or unit not in _SIZE_UNITS:
+        raise ValueError(f"invalid size {text!r}: use a number with an optional unit, e.g. 1KiB")
+    try:
+        number = float(digits) if "." in digits else int(digits, 10)
+    except ValueError:
+        raise ValueError(f"invalid size {text!r}: not a number") from None
+    size = int(number * _SIZE_UNITS[unit])
+    if size < 0 or number != number:
+        raise ValueError(f"invalid size {text!r}: must be zero or more bytes")
+    return size
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """What `aioecho server` listens on and how it treats its peers."""
+
+    hosts: tuple[str, ...] = (DEFAULT_HOST,)  # each name binds every address it resolves to
+    port: int = DEFAULT_PORT  # 0 picks one free port, shared by every listener
+    max_buffer: int = DEFAULT_MAX_BUFFER  # bytes of pending echo before reading pauses
+    drain_timeout: float = 5.0  # seconds open connections get to finish on shutdown
+    backlog: int = 128  # the listen() queue length
+
+    def __post_init__(self) -> None:
+        if not self.hosts:
+            raise ValueError("at least one host is needed")
+        parse_port(str(self.port))
+        if self.max_buffer < 1:
+            raise ValueError("max_buffer must be at least 1 byte")
+        if self.drain_timeout < 0:
+            raise ValueError("drain_timeout must be zero or more seconds")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientConfig:
+    """Where `aioecho client` connects and how long it waits."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    timeout: float = 10.0  # seconds: bounds the connect and any silence while echo is owed
+
+    def __post_init__(self) -> None:
+        parse_port(str(self.port))
+        if not self.timeout > 0:
+            raise ValueError("timeout must be more than 0 seconds")

@@ -1,0 +1,71 @@
+"""The errors aioecho raises, and the exit codes the CLI maps them to.
+
+Pure: imports neither asyncio, socket nor ssl.
+
+    AioechoError            a failure the user can act on; str() is one lowercase line
+    ├── ListenError         a listening socket could not be opened
+    ├── ResolveError        a host name did not resolve
+    ├── ConnectError        the client could not reach the server
+    └── EchoError           the server's echo was wrong, cut short or too slow
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+
+__all__ = [
+    "AioechoError",
+    "ConnectError",
+    "EchoError",
+    "ExitStatus",
+    "ListenError",
+    "ResolveError",
+    "describe_os_error",
+]
+
+
+class ExitStatus(enum.IntEnum):
+    """The CLI's exit codes: a documented contract."""
+
+    OK = 0
+    FAILURE = 1  # refused, reset, mismatch, timeout, cannot listen
+    USAGE = 2  # argparse's own code for bad arguments
+    INTERRUPTED = 130  # 128 + SIGINT
+
+
+def describe_os_error(err: BaseException) -> str:
+    """A short lowercase reason for an OSError: 'address already in use'."""
+    if isinstance(err, OSError) and err.errno is not None:
+        return os.strerror(err.errno).lower()
+    if isinstance(err, TimeoutError):
+        return "timed out"
+    text = str(err)
+    return text[:1].lower() + text[1:] if text else type(err).__name__
+
+
+class AioechoError(Exception):
+    """Base class of every error meant for the user rather than the developer."""
+
+
+class ListenError(AioechoError):
+    def __init__(self, host: str, port: int, err: BaseException) -> None:
+        super().__init__(f"cannot listen on {host} port {port}: {describe_os_error(err)}")
+        self.host, self.port, self.err = host, port, err
+
+
+class ResolveError(AioechoError):
+    def __init__(self, host: str, err: BaseException) -> None:
+        reason = err.args[1] if len(err.args) > 1 else str(err)
+        super().__init__(f"cannot resolve host {host!r}: {str(reason).lower()}")
+        self.host = host
+
+
+class ConnectError(AioechoError):
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot connect to {host} port {port}: {reason}")
+        self.host, self.port = host, port
+
+
+class EchoError(AioechoError):
+    """The echo did not come back whole: it differed, stopped short, or the server fell silent."""

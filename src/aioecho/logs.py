@@ -1,0 +1,65 @@
+"""Log lines as the seed prints them (`NAME: message`), without a Logger per connection.
+
+The seed names a logger per peer (`EchoServer_{host}_{port}`); the logging module keeps every
+Logger for ever, so that leaks one per connection. Here a connection is a LoggerAdapter over one
+module logger, carrying its display name in the record's `conn` field, which the CLI's
+formatter shows in place of the logger name.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Final, TextIO
+
+__all__ = ["NOTICE", "ConnectionLog", "configure", "peer_name", "preview"]
+
+# Between INFO and WARNING: lines that scripts read (the listening port), shown even with -q.
+NOTICE: Final = 25
+logging.addLevelName(NOTICE, "NOTICE")
+
+PREVIEW_BYTES: Final = 64
+
+
+def preview(data: bytes) -> str:
+    """repr() of a payload, cut after 64 bytes: b'abc...'... (1000 bytes)."""
+    if len(data) <= PREVIEW_BYTES:
+        return repr(data)
+    return f"{bytes(data[:PREVIEW_BYTES])!r}... ({len(data)} bytes)"
+
+
+def peer_name(prefix: str, peername: Any) -> str:
+    """The seed's per-connection name: EchoServer_::1_63347."""
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        return f"{prefix}_{peername[0]}_{peername[1]}"
+    return f"{prefix}_{peername or 'unknown'}"
+
+
+class ConnectionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger for one connection: lines show as `{name}: message`."""
+
+    def __init__(self, logger: logging.Logger, name: str) -> None:
+        super().__init__(logger, {"conn": name})
+
+
+class _SeedFormatter(logging.Formatter):
+    """`NAME: message`: the connection's name, else the logger's without its `aioecho.`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        who = getattr(record, "conn", None)
+        if who is None:
+            who = record.name.removeprefix("aioecho.")
+        record.who = who
+        return super().format(record)
+
+
+def configure(verbosity: int, stream: TextIO | None = None) -> None:
+    """Send log lines to stderr. verbosity: -1 quiet (NOTICE), 0 INFO, 1 DEBUG (with asyncio's)."""
+    level = {-1: NOTICE, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(_SeedFormatter("%(who)s: %(message)s"))
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
