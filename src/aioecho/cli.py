@@ -172,18 +172,15 @@ async def run_server(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_log_loop_error)
     _main_log.info("using %s", loops.describe(loop))
-    server = await serve(config)
     stop = asyncio.Event()
+    # Before serve(): a script may signal as soon as it reads the listening line.
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-        for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal: stop waiting
-            loop.add_signal_handler(signum, server.abort)
-        await server.close()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+    server = await serve(config)
+    await stop.wait()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal ends the drain at once
+        loop.add_signal_handler(signum, server.abort)
+    await server.close()
 
 
 async def run_client(config: ClientConfig, messages: Sequence[bytes]) -> None:

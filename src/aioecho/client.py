@@ -122,6 +122,7 @@ async def _echo_messages(messages: list[bytes], config: ClientConfig, level: int
     try:
         return await _await_echo(future, lambda: len(protocol.received), config.timeout)
     except BaseException:
+        future.cancel()  # nobody will read what the abort below would put there
         transport.abort()
         raise
     finally:
@@ -415,6 +416,7 @@ async def stream_stdio(config: ClientConfig, stdin_fd: int = 0, stdout_fd: int =
         output.close()
         await output.flushed
     except BaseException:
+        done.cancel()  # nobody will read what the abort below would put there
         transport.abort()
         raise
     finally:

@@ -162,9 +162,9 @@ class Server:
         return await asyncio.shield(self._closing)
 
     async def _close(self, drain_timeout: float) -> int:
-        _main_log.info("closing server")
         for listener in self._listeners:
             listener.close()
+        _main_log.info("closing server")  # after close(): a peer that reads this is refused
         aborted = 0
         if self._connections and not await self._connections.wait_empty(drain_timeout):
             aborted = self._connections.abort_all()

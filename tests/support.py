@@ -1,0 +1,188 @@
+"""Helpers for the tests: CLI subprocesses synchronised on their log lines, raw peers, hashes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from aioecho import loops
+
+LISTENING = re.compile(r"^main: listening on (\S+) port (\d+)$")
+LOOPS = ["asyncio", "uvloop"] if loops.resolve("auto") == "uvloop" else ["asyncio"]
+WAIT = 30.0  # seconds: an upper bound for events that normally take milliseconds
+
+
+def aioecho_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "aioecho", *args]
+
+
+class ServerProcess:
+    """`aioecho server` in a subprocess; start() returns once it prints its listening lines."""
+
+    def __init__(self, *args: str, preexec_fn: object = None) -> None:
+        self.args = args
+        self.proc = subprocess.Popen(
+            aioecho_command("server", *args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=preexec_fn,  # type: ignore[arg-type]
+        )
+        self.lines: list[str] = []
+        self._new_line = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.addresses: list[tuple[str, int]] = []
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._new_line:
+                self.lines.append(line.rstrip("\n"))
+                self._new_line.notify_all()
+        with self._new_line:
+            self.lines.append("<EOF>")
+            self._new_line.notify_all()
+
+    def wait_for_line(self, pattern: str, timeout: float = WAIT) -> str:
+        """The first log line matching the regular expression; fails on timeout or exit."""
+        regex = re.compile(pattern)
+        with self._new_line:
+            found = self._new_line.wait_for(
+                lambda: any(regex.search(ln) or ln == "<EOF>" for ln in self.lines), timeout
+            )
+            match = next((ln for ln in self.lines if regex.search(ln)), None)
+        assert found and match is not None, f"no line {pattern!r} in {self.lines}"
+        return match
+
+    def start(self, listeners: int = 1) -> ServerProcess:
+        self.wait_for_line(r"^main: listening on ")
+        with self._new_line:
+            self._new_line.wait_for(
+                lambda: sum(bool(LISTENING.match(ln)) for ln in self.lines) >= listeners, WAIT
+            )
+            self.addresses = [
+                (m.group(1), int(m.group(2))) for ln in self.lines if (m := LISTENING.match(ln))
+            ]
+        return self
+
+    @property
+    def port(self) -> int:
+        return self.addresses[0][1]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        rc = self.proc.wait(WAIT)
+        self._reader.join(WAIT)
+        return rc
+
+    def wait(self) -> int:
+        """The exit status, once the server exits by itself."""
+        rc = self.proc.wait(WAIT)
+        self._reader.join(WAIT)
+        return rc
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(WAIT)
+        self._reader.join(WAIT)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+    def rss_kib(self) -> int:
+        """Resident memory of the server process."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
+
+
+def run_cli(
+    *args: str, input: bytes = b"", timeout: float = WAIT
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        aioecho_command(*args), input=input, capture_output=True, timeout=timeout, check=False
+    )
+
+
+def pattern_bytes(size: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def exchange(port: int, data: bytes, host: str = "127.0.0.1") -> bytes:
+    """Send data with a blocking socket, half-close, and read the echo until EOF (two threads,
+    since an echo client that sends everything before reading deadlocks on large data)."""
+    with socket.create_connection((host, port), timeout=WAIT) as sock:
+
+        def send() -> None:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        chunks = []
+        while chunk := sock.recv(1 << 20):
+            chunks.append(chunk)
+        sender.join(WAIT)
+        return b"".join(chunks)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def require_tool(name: str) -> str:
+    """The path of a peer program; skip without it, except under CI=true, where it must exist."""
+    import pytest
+
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is required under CI=true (.ci/run installs it)")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+@contextlib.contextmanager
+def raw_listener(host: str = "127.0.0.1") -> Iterator[socket.socket]:
+    """A listening socket that is not an echo server: for refused/silent/wrong-echo cases."""
+    sock = socket.socket()
+    sock.bind((host, 0))
+    sock.listen(8)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def in_thread_loop(loop_name: str) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    """An event loop running forever in a daemon thread."""
+    factory = {"asyncio": asyncio.new_event_loop}.get(loop_name)
+    if factory is None:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    loop = factory()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    return loop, thread
+
+
+def lines_without(lines: Sequence[str], *prefixes: str) -> list[str]:
+    return [ln for ln in lines if not ln.startswith(prefixes)]

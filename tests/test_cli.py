@@ -1,0 +1,260 @@
+"""The `aioecho` command as a user runs it: real subprocesses, exact lines and exit codes."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from support import (
+    WAIT,
+    ServerProcess,
+    aioecho_command,
+    pattern_bytes,
+    raw_listener,
+    require_tool,
+    run_cli,
+    sha256,
+)
+
+SEED_CLIENT = [
+    "main: waiting for client to complete",
+    "EchoClient: connecting to 127.0.0.1 port {port}",
+    "EchoClient: sending b'This is the message. '",
+    "EchoClient: sending b'It will be sent '",
+    "EchoClient: sending b'in parts.'",
+    # the echo may come back in one or several pieces: checked separately below
+    "EchoClient: received EOF",
+    "EchoClient: server closed connection",
+    "main: closing event loop",
+]
+
+
+def test_seed_output_is_reproduced(loop_name: str) -> None:
+    with ServerProcess("-v", "--host", "127.0.0.1", "--port", "0", "--loop", loop_name) as server:
+        server.start()
+        result = run_cli("client", "--port", str(server.port), "--loop", loop_name)
+        assert result.returncode == 0, result.stderr
+        lines = result.stderr.decode().splitlines()
+        received = [ln for ln in lines if ln.startswith("EchoClient: received b")]
+        echoed = "".join(
+            re.fullmatch(r"EchoClient: received b'(.*)'", ln).group(1) for ln in received
+        )  # type: ignore[union-attr]
+        assert echoed == "This is the message. It will be sent in parts."
+        assert [ln for ln in lines if ln not in received] == [
+            ln.format(port=server.port) for ln in SEED_CLIENT
+        ]
+        conn = server.wait_for_line(r"connection accepted$").split(":")[0]
+        server.wait_for_line(rf"^{re.escape(conn)}: closing$")
+        assert server.stop() == 0
+    first_lines = server.lines[:3]
+    assert first_lines[0] == f"main: using {'uvloop' if loop_name == 'uvloop' else 'asyncio'}" or (
+        first_lines[0].startswith(("asyncio: Using selector", "main: using"))
+    )
+    assert "main: starting up on 127.0.0.1 port 0" in first_lines
+    server_lines = [ln for ln in server.lines if ln.startswith(conn)]
+    assert server_lines[0] == f"{conn}: connection accepted"
+    assert server_lines[-2:] == [f"{conn}: received EOF", f"{conn}: closing"]
+    middle = server_lines[1:-2]
+    assert [ln.split(": ")[1].split(" ")[0] for ln in middle] == ["received", "sent"] * (
+        len(middle) // 2
+    )
+    assert server.lines[-2:] == ["main: closing server", "<EOF>"]
+    assert re.fullmatch(r"EchoServer_127\.0\.0\.1_\d+", conn)
+
+
+def test_default_level_logs_lifecycle_not_chunks() -> None:
+    with ServerProcess("--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        assert run_cli("client", "--port", str(server.port)).returncode == 0
+        server.wait_for_line(r": closing$")
+        assert server.stop() == 0
+    assert server.lines[0].startswith("main: using ")
+    assert not [ln for ln in server.lines if "received" in ln or "sent b" in ln]
+    assert any(ln.endswith(": connection accepted") for ln in server.lines)
+
+
+def test_quiet_prints_only_listening_lines() -> None:
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        result = run_cli("client", "-q", "--port", str(server.port))
+        assert result.returncode == 0
+        assert result.stderr == b""
+        assert server.stop() == 0
+    assert server.lines == [f"main: listening on 127.0.0.1 port {server.port}", "<EOF>"]
+
+
+def test_port_zero_is_one_port_for_every_host() -> None:
+    with ServerProcess("--host", "127.0.0.1", "--host", "::1", "--port", "0") as server:
+        server.start(listeners=2)
+        (host4, port4), (host6, port6) = server.addresses
+        assert (host4, host6) == ("127.0.0.1", "::1")
+        assert port4 == port6
+        for host in ("127.0.0.1", "::1"):
+            result = run_cli("client", "--host", host, "--port", str(port4), "hi")
+            assert result.returncode == 0, result.stderr
+        assert server.stop() == 0
+
+
+def test_stream_stdin_to_stdout(loop_name: str) -> None:
+    data = pattern_bytes(32 * 1024 * 1024, seed=11)
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "--loop", loop_name) as server:
+        server.start()
+        result = run_cli("client", "--port", str(server.port), "--loop", loop_name, "-", input=data)
+        assert result.returncode == 0, result.stderr
+        assert sha256(result.stdout) == sha256(data)
+        assert b"sending" not in result.stderr  # no per-chunk lines without -v
+        assert f"main: echoed {len(data)} bytes intact".encode() in result.stderr
+        assert server.stop() == 0
+
+
+def test_client_detects_a_wrong_echo() -> None:
+    with raw_listener() as listener:
+
+        def corrupt() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                data = conn.recv(100)
+                conn.sendall(data[:3] + b"X" + data[4:])
+                conn.shutdown(socket.SHUT_WR)
+
+        threading.Thread(target=corrupt, daemon=True).start()
+        result = run_cli("client", "--port", str(listener.getsockname()[1]), "hello")
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines()[-1] == (
+        "aioecho: error: the echo differs from what was sent at byte 3"
+    )
+
+
+def test_stream_client_detects_a_wrong_echo() -> None:
+    with raw_listener() as listener:
+
+        def corrupt() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                data = conn.recv(10)
+                conn.sendall(b"\x00" + data[1:])
+
+        threading.Thread(target=corrupt, daemon=True).start()
+        result = run_cli(
+            "client", "--port", str(listener.getsockname()[1]), "-", input=b"abcdefghij"
+        )
+    assert result.returncode == 1
+    assert b"aioecho: error: the echo differs from what was sent at byte 0" in result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+def test_client_times_out_on_silence() -> None:
+    with raw_listener() as listener:
+        port = listener.getsockname()[1]
+        result = run_cli("client", "--port", str(port), "--timeout", "0.5", "hello")
+        result_stream = run_cli("client", "--port", str(port), "--timeout", "0.5", "-", input=b"x")
+    for res in (result, result_stream):
+        assert res.returncode == 1
+        assert res.stderr.decode().splitlines()[-1] == (
+            "aioecho: error: the server sent nothing for 0.5s (--timeout)"
+        )
+
+
+def test_client_connection_refused() -> None:
+    with raw_listener() as listener:
+        port = listener.getsockname()[1]
+    result = run_cli("client", "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines()[-1] == (
+        f"aioecho: error: cannot connect to 127.0.0.1 port {port}: connection refused"
+    )
+
+
+def test_client_server_resets() -> None:
+    with raw_listener() as listener:
+
+        def reset() -> None:
+            import struct
+
+            conn, _ = listener.accept()
+            conn.recv(10)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+        threading.Thread(target=reset, daemon=True).start()
+        result = run_cli("client", "--port", str(listener.getsockname()[1]), "hello")
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines()[-1] == (
+        "aioecho: error: connection lost after 0 bytes: connection reset by peer"
+    )
+
+
+def test_port_in_use() -> None:
+    with raw_listener() as listener:
+        port = listener.getsockname()[1]
+        result = run_cli("server", "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines()[-1] == (
+        f"aioecho: error: cannot listen on 127.0.0.1 port {port}: address already in use"
+    )
+
+
+def test_address_not_on_this_machine() -> None:
+    # 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never assigned locally; bind fails, nothing is sent.
+    result = run_cli("server", "--host", "192.0.2.1", "--port", "0")
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines()[-1] == (
+        "aioecho: error: cannot listen on 192.0.2.1 port 0: cannot assign requested address"
+    )
+
+
+def test_privileged_port_refused() -> None:
+    start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    if start <= 1:
+        pytest.skip("this machine lets anyone bind any port")
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # root binds anything: drop the capability that allows it
+        prefix = [require_tool("setpriv"), "--bounding-set", "-net_bind_service"]
+    result = subprocess.run(
+        [*prefix, *aioecho_command("server", "--host", "127.0.0.1", "--port", "1")],
+        capture_output=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines()[-1] == (
+        "aioecho: error: cannot listen on 127.0.0.1 port 1: permission denied"
+    )
+
+
+def test_host_that_does_not_resolve() -> None:
+    result = run_cli("server", "--host", "no-such-host.invalid", "--port", "0")
+    assert result.returncode == 1
+    line = result.stderr.decode().splitlines()[-1]
+    assert line.startswith("aioecho: error: cannot resolve host 'no-such-host.invalid': ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["server", "--port", "70000"], "argument --port: invalid port 70000: must be 0 to 65535"),
+        (["server", "--port", "ten"], "argument --port: invalid port 'ten': not a number"),
+        (["client", "--port", "-5"], "argument --port: invalid port -5: must be 0 to 65535"),
+        (["client", "--timeout", "soon"], "argument --timeout: invalid duration 'soon'"),
+        (["server", "--drain-timeout", "-1"], "argument --drain-timeout: invalid duration '-1'"),
+        (["server", "-q", "-v"], "argument -v/--verbose: not allowed with argument -q/--quiet"),
+    ],
+)
+def test_usage_errors(args: list[str], message: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr.decode().splitlines()[-1]
+    assert b"Traceback" not in result.stderr
+
+
+def test_help_has_examples() -> None:
+    for command in ("server", "client"):
+        result = run_cli(command, "--help")
+        assert result.returncode == 0
+        assert b"examples:" in result.stdout

@@ -1,0 +1,114 @@
+"""Pure units: parsers, payload previews, the sent-bytes window."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aioecho.client import SentWindow
+from aioecho.config import ServerConfig, parse_port, parse_seconds, parse_size
+from aioecho.errors import ListenError, describe_os_error
+from aioecho.logs import peer_name, preview
+
+
+def test_preview_short_payload_is_repr() -> None:
+    assert preview(b"This is the message. ") == "b'This is the message. '"
+
+
+def test_preview_cuts_after_64_bytes() -> None:
+    assert preview(b"x" * 65) == f"b'{'x' * 64}'... (65 bytes)"
+    assert preview(b"x" * 64) == f"b'{'x' * 64}'"
+
+
+def test_peer_name_like_the_seed() -> None:
+    assert peer_name("EchoServer", ("::1", 63347, 0, 0)) == "EchoServer_::1_63347"
+    assert peer_name("EchoServer", ("127.0.0.1", 5)) == "EchoServer_127.0.0.1_5"
+
+
+@pytest.mark.parametrize("text", ["0", "1", "10000", "65535"])
+def test_parse_port_accepts(text: str) -> None:
+    assert parse_port(text) == int(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("65536", "invalid port 65536: must be 0 to 65535"),
+        ("-1", "invalid port -1: must be 0 to 65535"),
+        ("http", "invalid port 'http': not a number"),
+        ("", "invalid port '': not a number"),
+    ],
+)
+def test_parse_port_refuses(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_port(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("64", 64), ("1KiB", 1024), ("10KB", 10_000), ("1MiB", 1 << 20), ("2 kib", 2048)],
+)
+def test_parse_size(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "KiB", "1XB", "-1", "1.2.3MiB", "nan"])
+def test_parse_size_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid size"):
+        parse_size(text)
+
+
+@given(st.text(max_size=20))
+def test_parsers_raise_only_value_error(text: str) -> None:
+    for parse in (parse_port, parse_size, parse_seconds):
+        with contextlib.suppress(ValueError):
+            parse(text)
+
+
+@pytest.mark.parametrize("text", ["-1", "inf", "nan", "soon"])
+def test_parse_seconds_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_seconds(text)
+
+
+def test_server_config_checks_fields() -> None:
+    with pytest.raises(ValueError, match="max_buffer"):
+        ServerConfig(max_buffer=0)
+    with pytest.raises(ValueError, match="at least one host"):
+        ServerConfig(hosts=())
+
+
+def test_listen_error_reads_as_one_line() -> None:
+    err = ListenError("127.0.0.1", 10000, OSError(98, "Address already in use"))
+    assert str(err) == "cannot listen on 127.0.0.1 port 10000: address already in use"
+    assert describe_os_error(ConnectionResetError(104, "x")) == "connection reset by peer"
+
+
+@given(st.binary(max_size=2000), st.lists(st.integers(1, 300), max_size=30))
+def test_sent_window_matches_any_rechunking(data: bytes, cuts: list[int]) -> None:
+    window = SentWindow()
+    window.push(data[: len(data) // 2])
+    window.push(data[len(data) // 2 :])
+    pos = 0
+    for cut in [*cuts, len(data)]:
+        piece = data[pos : pos + cut]
+        assert window.match(piece) is None
+        pos += len(piece)
+    assert window.size == 0
+    assert window.matched == len(data)
+
+
+def test_sent_window_reports_first_wrong_byte() -> None:
+    window = SentWindow()
+    window.push(b"abcdef")
+    assert window.match(b"ab") is None
+    assert window.match(b"cdXf") == 4
+
+
+def test_sent_window_reports_extra_bytes() -> None:
+    window = SentWindow()
+    window.push(b"ab")
+    assert window.match(b"abc") == 2
