@@ -258,3 +258,22 @@ def test_help_has_examples() -> None:
         result = run_cli(command, "--help")
         assert result.returncode == 0
         assert b"examples:" in result.stdout
+
+
+def test_a_reset_peer_is_one_log_line() -> None:
+    import struct
+
+    with ServerProcess("--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+            sock.sendall(b"x" * 1000)
+            assert sock.recv(1000)
+            name = f"EchoServer_127.0.0.1_{sock.getsockname()[1]}"
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        server.wait_for_line(rf"^{name}: closing")
+        assert run_cli("client", "--port", str(server.port)).returncode == 0  # others unaffected
+        assert server.stop() == 0
+    assert [ln for ln in server.lines if ln.startswith(name)] == [
+        f"{name}: connection accepted",
+        f"{name}: closing: connection reset by peer",
+    ]
