@@ -82,7 +82,7 @@ def test_server_config_checks_fields() -> None:
 
 
 def test_listen_error_reads_as_one_line() -> None:
-    err = ListenError("127.0.0.1", 10000, OSError(98, "Address already in use"))
+    err = ListenError("127.0.0.1 port 10000", OSError(98, "Address already in use"))
     assert str(err) == "cannot listen on 127.0.0.1 port 10000: address already in use"
     assert describe_os_error(ConnectionResetError(104, "x")) == "connection reset by peer"
 

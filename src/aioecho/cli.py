@@ -20,13 +20,16 @@ from .config import (
     DEFAULT_PORT,
     ClientConfig,
     ServerConfig,
+    parse_mode,
     parse_port,
+    parse_rate,
     parse_seconds,
     parse_size,
 )
 from .errors import AioechoError, EchoError, ExitStatus, describe_os_error
 from .logs import configure
 from .server import serve
+from .udp import echo_datagrams
 
 __all__ = ["main"]
 
@@ -39,7 +42,10 @@ examples:
   aioecho server                          # localhost port 10000
   aioecho server -v                       # log every chunk, as the seed does
   aioecho server --host ::1 --host 127.0.0.1 --port 0
-  aioecho server --host 0.0.0.0 -q        # every IPv4 address, warnings only
+  aioecho server --host :: -q             # every address, IPv6 and IPv4, warnings only
+  aioecho server --tls-cert cert.pem --tls-key key.pem
+  aioecho server --unix /tmp/echo.sock --unix-mode 660
+  aioecho server --tcp --udp --udp-rate 50
 """
 
 CLIENT_EXAMPLES = """\
@@ -48,6 +54,9 @@ examples:
   aioecho client hello world              # two messages, one after the other
   aioecho client - < big.bin | cmp - big.bin
   printf 'ping' | aioecho client -q --port 10001 -
+  aioecho client --tls --cafile ca.pem --host echo.example
+  aioecho client --unix /tmp/echo.sock
+  aioecho client --udp one datagram each  # three datagrams, each checked
 exit status: 0 the echo came back identical, 1 it did not (or no connection), 2 usage.
 """
 
@@ -116,6 +125,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGINT/SIGTERM, time open connections get to finish (default %(default)s)",
     )
     server.add_argument(
+        "--unix", metavar="PATH", help="listen on a Unix socket instead of host and port"
+    )
+    server.add_argument(
+        "--unix-mode",
+        type=_checked(parse_mode),
+        default=0o600,
+        metavar="MODE",
+        help="permissions of the Unix socket, in chmod's octal form (default 600: owner only)",
+    )
+    server.add_argument("--tcp", action="store_true", help="serve TCP (the default without --udp)")
+    server.add_argument("--udp", action="store_true", help="serve UDP (RFC 862); with --tcp, both")
+    server.add_argument(
+        "--udp-rate",
+        type=_checked(parse_rate),
+        default=200.0,
+        metavar="N",
+        help="UDP datagrams echoed per second per source address, burst N (default 200)",
+    )
+    server.add_argument("--tls-cert", metavar="CERT", help="PEM certificate chain: serve TLS")
+    server.add_argument("--tls-key", metavar="KEY", help="PEM private key of --tls-cert")
+    server.add_argument(
         "--max-buffer",
         type=_checked(parse_size),
         default=DEFAULT_MAX_BUFFER,
@@ -138,6 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     client.add_argument("--host", default=DEFAULT_HOST, help="server (default %(default)s)")
     _common(client)
+    client.add_argument("--unix", metavar="PATH", help="connect to a Unix socket")
+    client.add_argument("--tls", action="store_true", help="speak TLS, verifying the server")
+    client.add_argument("--cafile", metavar="CA", help="PEM CA certificates to verify with")
+    client.add_argument(
+        "--insecure", action="store_true", help="TLS without verifying the server at all"
+    )
+    client.add_argument("--udp", action="store_true", help="send each message as one datagram")
+    client.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="UDP: resend a datagram with no echo up to N times (default %(default)s)",
+    )
     client.add_argument(
         "--timeout",
         type=_checked(parse_seconds),
@@ -152,13 +196,30 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         hosts=tuple(args.hosts or (DEFAULT_HOST,)),
         port=args.port,
+        unix=args.unix,
+        unix_mode=args.unix_mode,
+        tcp=args.tcp or not args.udp,
+        udp=args.udp,
+        udp_rate=args.udp_rate,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         drain_timeout=args.drain_timeout,
         max_buffer=args.max_buffer,
     )
 
 
 def client_config(args: argparse.Namespace) -> ClientConfig:
-    return ClientConfig(host=args.host, port=args.port, timeout=args.timeout)
+    return ClientConfig(
+        host=args.host,
+        port=args.port,
+        unix=args.unix,
+        tls=args.tls,
+        cafile=args.cafile,
+        insecure=args.insecure,
+        udp=args.udp,
+        retries=args.retries,
+        timeout=args.timeout,
+    )
 
 
 def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -187,7 +248,9 @@ async def run_client(config: ClientConfig, messages: Sequence[bytes]) -> None:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_log_loop_error)
     _main_log.info("waiting for client to complete")
-    if list(messages) == [b"-"]:
+    if config.udp:
+        await echo_datagrams(list(messages), config)
+    elif list(messages) == [b"-"]:
         count = await stream_stdio(config)
         _main_log.info("echoed %d bytes intact", count)
     else:
@@ -207,7 +270,10 @@ def _mismatch(sent: bytes, got: bytes) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "client" and args.udp and args.messages == ["-"]:
+        parser.error("--udp sends messages as datagrams: it does not stream stdin (-)")
     configure(1 if args.verbose else -1 if args.quiet else 0)
     try:
         if args.command == "server":

@@ -16,14 +16,16 @@ import logging
 import os
 import queue
 import socket
+import ssl
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, TypeVar, cast
 
 from .config import DEFAULT_HOST, DEFAULT_PORT, ClientConfig
 from .errors import AioechoError, ConnectError, EchoError, ResolveError, describe_os_error
 from .logs import ConnectionLog, preview
+from .tls import client_context, describe_tls_error
 
 __all__ = ["EchoClientProtocol", "echo", "stream_stdio"]
 
@@ -37,6 +39,12 @@ CHUNK: Final = 256 * 1024  # bytes read from stdin at a time
 WINDOW: Final = 16 * 1024 * 1024  # bytes sent but not yet echoed before sending waits
 OUTPUT_HIGH: Final = 4 * 1024 * 1024  # bytes waiting for stdout before socket reading pauses
 OUTPUT_LOW: Final = 1024 * 1024
+
+
+def describe_peer(transport: asyncio.BaseTransport) -> str:
+    """'::1 port 10000' (the address reached), or the Unix socket path."""
+    peer = transport.get_extra_info("peername")
+    return f"{peer[0]} port {peer[1]}" if isinstance(peer, tuple) else str(peer)
 
 
 class EchoClientProtocol(asyncio.Protocol):
@@ -55,21 +63,26 @@ class EchoClientProtocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = future.get_loop().create_future()
         self.log = ConnectionLog(_log, "EchoClient")
         self._level = level  # of the per-message lines
+        self._expected: int | None = None  # bytes owed, where the transport cannot half-close
         self.transport: asyncio.Transport  # set in connection_made
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        host, port = transport.get_extra_info("peername")[:2]
-        self.log.info("connecting to %s port %s", host, port)
+        self.log.info("connecting to %s", describe_peer(transport))
         for message in self.messages:
             self.transport.write(message)
             self.log.log(self._level, "sending %s", preview(message))
         if self.transport.can_write_eof():
             self.transport.write_eof()
+        else:  # TLS has no half-close: close once every byte has come back
+            self._expected = sum(len(m) for m in self.messages)
+            self._close_if_complete()
 
     def data_received(self, data: bytes) -> None:
         self.log.log(self._level, "received %s", preview(data))
         self.received += data
+        if self._expected is not None:
+            self._close_if_complete()
 
     def eof_received(self) -> bool:
         self.log.info("received EOF")
@@ -81,6 +94,11 @@ class EchoClientProtocol(asyncio.Protocol):
         self.log.info("server closed connection")
         self._finish(exc)
         self.closed.set_result(None)
+
+    def _close_if_complete(self) -> None:
+        if self._expected is not None and len(self.received) >= self._expected:
+            self.transport.close()
+            self._finish(None)
 
     def _finish(self, exc: Exception | None) -> None:
         if self.future.done():
@@ -131,18 +149,33 @@ async def _echo_messages(messages: list[bytes], config: ClientConfig, level: int
 
 
 async def _connect(factory: Callable[[], _P], config: ClientConfig) -> tuple[asyncio.Transport, _P]:
+    """A stream connection as config says: TCP (trying each address of the host in turn, with
+    happy eyeballs where the loop offers it), TLS, or a Unix socket."""
     loop = asyncio.get_running_loop()
-    try:
-        transport, protocol = await asyncio.wait_for(
-            loop.create_connection(factory, config.host, config.port), config.timeout
+    context = client_context(config.cafile, config.insecure) if config.tls else None
+    connection: Awaitable[tuple[asyncio.Transport, _P]]
+    if config.unix is not None:
+        hostname = config.host if context is not None else None
+        connection = loop.create_unix_connection(
+            factory, config.unix, ssl=context, server_hostname=hostname
         )
+    elif isinstance(loop, asyncio.BaseEventLoop):  # uvloop has no happy_eyeballs_delay
+        connection = loop.create_connection(
+            factory, config.host, config.port, ssl=context, happy_eyeballs_delay=0.25
+        )
+    else:
+        connection = loop.create_connection(factory, config.host, config.port, ssl=context)
+    try:
+        transport, protocol = await asyncio.wait_for(connection, config.timeout)
     except asyncio.TimeoutError:
         reason = f"timed out after {config.timeout:g}s (--timeout)"
-        raise ConnectError(config.host, config.port, reason) from None
+        raise ConnectError(config.where, reason) from None
     except socket.gaierror as err:
         raise ResolveError(config.host, err) from None
+    except ssl.SSLError as err:
+        raise ConnectError(config.where, describe_tls_error(err)) from None
     except OSError as err:
-        raise ConnectError(config.host, config.port, describe_os_error(err)) from None
+        raise ConnectError(config.where, describe_os_error(err)) from None
     return transport, protocol
 
 
@@ -222,13 +255,14 @@ class StreamClientProtocol(asyncio.Protocol):
         self._debug = _log.isEnabledFor(logging.DEBUG)
         self._writable: asyncio.Future[None] | None = None  # waits for room to write
         self._write_paused = False
+        self._half_close = True  # the transport can write EOF (TLS cannot)
         self.transport: asyncio.Transport  # set in connection_made
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        host, port = transport.get_extra_info("peername")[:2]
-        self.log.info("connecting to %s port %s", host, port)
+        self.log.info("connecting to %s", describe_peer(transport))
         self.transport.set_write_buffer_limits(high=1024 * 1024)
+        self._half_close = self.transport.can_write_eof()
 
     def data_received(self, data: bytes) -> None:
         if self._debug:
@@ -241,6 +275,8 @@ class StreamClientProtocol(asyncio.Protocol):
         self.sink(data)
         if self._writable is not None and self.window.size <= WINDOW // 2:
             self._wake(None)
+        if self.eof_sent and not self._half_close and not self.window.size and not self.done.done():
+            self.done.set_result(None)  # without half-close, the last echoed byte is the end
 
     def eof_received(self) -> bool:
         self.log.info("received EOF")
@@ -276,8 +312,12 @@ class StreamClientProtocol(asyncio.Protocol):
             await self._writable
 
     def send_eof(self) -> None:
+        """Half-close; TLS cannot, so there `done` resolves once the last byte has come back."""
         self.eof_sent = True
-        self.transport.write_eof()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        elif not self.window.size and not self.done.done():
+            self.done.set_result(None)
 
     def fail(self, error: Exception) -> None:
         if not self.done.done():

@@ -15,7 +15,9 @@ __all__ = [
     "DEFAULT_PORT",
     "ClientConfig",
     "ServerConfig",
+    "parse_mode",
     "parse_port",
+    "parse_rate",
     "parse_seconds",
     "parse_size",
 ]
@@ -84,7 +86,14 @@ class ServerConfig:
     """What `aioecho server` listens on and how it treats its peers."""
 
     hosts: tuple[str, ...] = (DEFAULT_HOST,)  # each name binds every address it resolves to
-    port: int = DEFAULT_PORT  # 0 picks one free port, shared by every listener
+    port: int = DEFAULT_PORT  # 0 picks one free port, shared by every listener (TCP and UDP)
+    unix: str | None = None  # a Unix socket path, instead of hosts and port
+    unix_mode: int = 0o600  # permissions of the Unix socket file
+    tcp: bool = True  # serve TCP (TLS when tls_cert is set)
+    udp: bool = False  # serve UDP (RFC 862)
+    udp_rate: float = 200.0  # datagrams a second echoed per source address (burst the same)
+    tls_cert: str | None = None  # PEM certificate chain: serve TLS over TCP
+    tls_key: str | None = None  # PEM private key for tls_cert
     max_buffer: int = DEFAULT_MAX_BUFFER  # bytes of pending echo before reading pauses
     drain_timeout: float = 5.0  # seconds open connections get to finish on shutdown
     backlog: int = 128  # the listen() queue length
@@ -93,6 +102,18 @@ class ServerConfig:
         if not self.hosts:
             raise ValueError("at least one host is needed")
         parse_port(str(self.port))
+        if not (self.tcp or self.udp):
+            raise ValueError("nothing to serve: choose --tcp, --udp or both")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both --tls-cert and --tls-key")
+        if self.tls_cert is not None and not self.tcp:
+            raise ValueError("TLS is served over TCP only: add --tcp or drop --tls-cert")
+        if self.unix is not None and self.udp:
+            raise ValueError("--unix serves a stream socket: it does not go with --udp")
+        if not 0 <= self.unix_mode <= 0o777:
+            raise ValueError("unix_mode must be an octal mode from 000 to 777")
+        if not self.udp_rate > 0:
+            raise ValueError("udp_rate must be more than 0 datagrams a second")
         if self.max_buffer < 1:
             raise ValueError("max_buffer must be at least 1 byte")
         if self.drain_timeout < 0:
@@ -105,9 +126,48 @@ class ClientConfig:
 
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    unix: str | None = None  # a Unix socket path, instead of host and port
+    tls: bool = False  # speak TLS, verifying the server unless insecure
+    cafile: str | None = None  # PEM CA certificates to verify the server with
+    insecure: bool = False  # TLS without any verification
+    udp: bool = False  # each message is one datagram
+    retries: int = 3  # UDP: sends of a datagram after the first before giving up
     timeout: float = 10.0  # seconds: bounds the connect and any silence while echo is owed
 
     def __post_init__(self) -> None:
         parse_port(str(self.port))
         if not self.timeout > 0:
             raise ValueError("timeout must be more than 0 seconds")
+        if self.udp and (self.tls or self.unix is not None):
+            raise ValueError("--udp does not go with --tls or --unix")
+        if (self.cafile is not None or self.insecure) and not self.tls:
+            raise ValueError("--cafile and --insecure need --tls")
+        if self.retries < 0:
+            raise ValueError("retries must be zero or more")
+
+    @property
+    def where(self) -> str:
+        """'localhost port 10000' or the Unix socket path, for messages."""
+        return self.unix if self.unix is not None else f"{self.host} port {self.port}"
+
+
+def parse_mode(text: str) -> int:
+    """A file mode in chmod's octal form: '600', '0660'."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise ValueError(f"invalid mode {text!r}: use octal digits, e.g. 600") from None
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"invalid mode {text!r}: must be 000 to 777")
+    return mode
+
+
+def parse_rate(text: str) -> float:
+    """A positive rate per second."""
+    try:
+        rate = float(text)
+    except ValueError:
+        raise ValueError(f"invalid rate {text!r}: not a number") from None
+    if not 0 < rate < float("inf"):
+        raise ValueError(f"invalid rate {text!r}: must be more than 0")
+    return rate

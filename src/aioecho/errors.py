@@ -4,6 +4,7 @@ Pure: imports neither asyncio, socket nor ssl.
 
     AioechoError            a failure the user can act on; str() is one lowercase line
     ├── ListenError         a listening socket could not be opened
+    ├── TLSSetupError       a certificate or key could not be loaded
     ├── ResolveError        a host name did not resolve
     ├── ConnectError        the client could not reach the server
     └── EchoError           the server's echo was wrong, cut short or too slow
@@ -21,6 +22,7 @@ __all__ = [
     "ExitStatus",
     "ListenError",
     "ResolveError",
+    "TLSSetupError",
     "describe_os_error",
 ]
 
@@ -41,7 +43,10 @@ def describe_os_error(err: BaseException) -> str:
     if isinstance(err, TimeoutError):
         return "timed out"
     text = str(err)
-    return text[:1].lower() + text[1:] if text else type(err).__name__
+    if not text:
+        return type(err).__name__
+    # 'Connection lost' -> 'connection lost', but 'AF_UNIX path too long' stays as it is
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
 
 
 class AioechoError(Exception):
@@ -49,9 +54,16 @@ class AioechoError(Exception):
 
 
 class ListenError(AioechoError):
-    def __init__(self, host: str, port: int, err: BaseException) -> None:
-        super().__init__(f"cannot listen on {host} port {port}: {describe_os_error(err)}")
-        self.host, self.port, self.err = host, port, err
+    """where: '127.0.0.1 port 10000' or a Unix socket path; why: an OSError or a reason."""
+
+    def __init__(self, where: str, why: BaseException | str) -> None:
+        reason = why if isinstance(why, str) else describe_os_error(why)
+        super().__init__(f"cannot listen on {where}: {reason}")
+        self.where, self.err = where, why
+
+
+class TLSSetupError(AioechoError):
+    pass
 
 
 class ResolveError(AioechoError):
@@ -62,9 +74,11 @@ class ResolveError(AioechoError):
 
 
 class ConnectError(AioechoError):
-    def __init__(self, host: str, port: int, reason: str) -> None:
-        super().__init__(f"cannot connect to {host} port {port}: {reason}")
-        self.host, self.port = host, port
+    """where: 'localhost port 10000' or a Unix socket path."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"cannot connect to {where}: {reason}")
+        self.where = where
 
 
 class EchoError(AioechoError):

@@ -8,6 +8,7 @@ formatter shows in place of the logger name.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 from typing import Any, Final, TextIO
@@ -28,11 +29,15 @@ def preview(data: bytes) -> str:
     return f"{bytes(data[:PREVIEW_BYTES])!r}... ({len(data)} bytes)"
 
 
+_unnamed_peers = itertools.count(1)
+
+
 def peer_name(prefix: str, peername: Any) -> str:
-    """The seed's per-connection name: EchoServer_::1_63347."""
+    """The seed's per-connection name: EchoServer_::1_63347; a Unix socket peer has no address,
+    so it gets a number: EchoServer_unix_7."""
     if isinstance(peername, tuple) and len(peername) >= 2:
         return f"{prefix}_{peername[0]}_{peername[1]}"
-    return f"{prefix}_{peername or 'unknown'}"
+    return f"{prefix}_unix_{next(_unnamed_peers)}"
 
 
 class ConnectionLog(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -8,24 +8,24 @@ it writes.
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import logging
 import socket
-from collections.abc import Iterable
-from typing import Any, cast
+from collections.abc import Callable
+from typing import cast
 
 from .config import DEFAULT_MAX_BUFFER, ServerConfig
-from .errors import ListenError, ResolveError, describe_os_error
+from .errors import describe_os_error
+from .listeners import bind_all, format_address, remove_unix_socket, resolve, unix_socket
 from .logs import NOTICE, ConnectionLog, peer_name, preview
+from .ratelimit import UdpPolicy
+from .tls import TLSAcceptProtocol, server_context
+from .udp import EchoDatagramProtocol
 
 __all__ = ["EchoServerProtocol", "Server", "serve"]
 
 _log = logging.getLogger("aioecho.server")
 _main_log = logging.getLogger("aioecho.main")
-
-# Tries at a port that is free on every listening address at once, when --port 0 is asked.
-_PORT_ZERO_TRIES = 20
 
 
 class EchoServerProtocol(asyncio.Protocol):
@@ -125,28 +125,40 @@ class Connections:
 
 
 class Server:
-    """A running echo server, as returned by serve(). Use `async with` or call close()."""
+    """A running echo server, as returned by serve(). Use `async with` or call close().
+
+    Where it listens: `addresses` (TCP or TLS) and `udp_addresses`, each (host, port), and
+    `unix_path`."""
 
     def __init__(
         self,
-        listeners: list[asyncio.Server],
-        connections: Connections,
         config: ServerConfig,
+        listeners: list[asyncio.Server],
+        datagrams: list[asyncio.DatagramTransport],
+        connections: Connections,
+        unix_inode: int | None = None,
     ) -> None:
-        self._listeners = listeners
-        self._connections = connections
         self._config = config
+        self._listeners = listeners
+        self._datagrams = datagrams
+        self._connections = connections
+        self._unix_inode = unix_inode  # of the socket file we made, removed on close
         self._closing: asyncio.Future[int] | None = None
-        self.addresses: list[tuple[str, int]] = [  # (host, port) of each listening socket
+        self.unix_path = config.unix
+        self.addresses: list[tuple[str, int]] = [
             cast(tuple[str, int], sock.getsockname()[:2])
             for listener in listeners
             for sock in listener.sockets
+            if sock.family != socket.AF_UNIX
+        ]
+        self.udp_addresses: list[tuple[str, int]] = [
+            cast(tuple[str, int], t.get_extra_info("sockname")[:2]) for t in datagrams
         ]
 
     @property
     def port(self) -> int:
         """The port every listener is bound to."""
-        return self.addresses[0][1]
+        return (self.addresses or self.udp_addresses)[0][1]
 
     @property
     def open_connections(self) -> int:
@@ -164,6 +176,10 @@ class Server:
     async def _close(self, drain_timeout: float) -> int:
         for listener in self._listeners:
             listener.close()
+        for datagram in self._datagrams:
+            datagram.close()
+        if self.unix_path is not None and self._unix_inode is not None:
+            remove_unix_socket(self.unix_path, self._unix_inode)
         _main_log.info("closing server")  # after close(): a peer that reads this is refused
         aborted = 0
         if self._connections and not await self._connections.wait_empty(drain_timeout):
@@ -191,82 +207,48 @@ class Server:
 
 
 async def serve(config: ServerConfig | None = None) -> Server:
-    """Listen on every address of config.hosts at config.port and echo for every peer.
+    """Listen as config says (TCP, TLS, UDP, Unix socket) and echo for every peer.
 
-    Returns a Server whose `addresses` tell where it listens (one port for all of them, also when
-    port 0 asks for a free one). Raises ResolveError or ListenError if it cannot listen.
+    Returns a Server that tells where it listens (one port for every listener, also when port 0
+    asks for a free one). Raises ResolveError, ListenError or TLSSetupError if it cannot start.
     """
     config = config or ServerConfig()
     loop = asyncio.get_running_loop()
-    _main_log.info("starting up on %s port %d", ", ".join(config.hosts), config.port)
-    addresses = await _resolve(config.hosts)
-    socks = _bind_all(addresses, config.port, config.backlog)
     connections = Connections()
-    factory = functools.partial(
+    factory: Callable[[], asyncio.Protocol] = functools.partial(
         EchoServerProtocol, max_buffer=config.max_buffer, connections=connections
     )
-    listeners = []
-    for sock in socks:
-        listeners.append(await loop.create_server(factory, sock=sock, backlog=config.backlog))
-    server = Server(listeners, connections, config)
-    for host, port in server.addresses:
-        _main_log.log(NOTICE, "listening on %s port %d", host, port)
+    if config.tls_cert is not None and config.tls_key is not None:
+        factory = functools.partial(
+            TLSAcceptProtocol, server_context(config.tls_cert, config.tls_key), factory
+        )
+    listeners: list[asyncio.Server] = []
+    datagrams: list[asyncio.DatagramTransport] = []
+    unix_inode = None
+    if config.unix is not None:
+        _main_log.info("starting up on %s", config.unix)
+        sock, unix_inode = unix_socket(config.unix, config.unix_mode, config.backlog)
+        listeners.append(await loop.create_unix_server(factory, sock=sock, backlog=config.backlog))
+    else:
+        _main_log.info("starting up on %s port %d", ", ".join(config.hosts), config.port)
+        kinds = [socket.SOCK_STREAM] * config.tcp + [socket.SOCK_DGRAM] * config.udp
+        endpoints = await resolve(config.hosts, kinds)
+        policy = UdpPolicy(config.udp_rate)
+        for sock in bind_all(endpoints, config.port, config.backlog):
+            if sock.type == socket.SOCK_STREAM:
+                listeners.append(
+                    await loop.create_server(factory, sock=sock, backlog=config.backlog)
+                )
+            else:
+                transport, _ = await loop.create_datagram_endpoint(
+                    functools.partial(EchoDatagramProtocol, policy), sock=sock
+                )
+                datagrams.append(transport)
+    server = Server(config, listeners, datagrams, connections, unix_inode)
+    for address in server.addresses:
+        _main_log.log(NOTICE, "listening on %s", format_address(address))
+    for address in server.udp_addresses:
+        _main_log.log(NOTICE, "listening on %s", format_address(address, socket.SOCK_DGRAM))
+    if server.unix_path is not None:
+        _main_log.log(NOTICE, "listening on %s", server.unix_path)
     return server
-
-
-async def _resolve(hosts: Iterable[str]) -> list[tuple[int, tuple[Any, ...]]]:
-    """(family, sockaddr) of every address the hosts name, each once, in order."""
-    loop = asyncio.get_running_loop()
-    found: dict[tuple[int, str], tuple[Any, ...]] = {}
-    for host in hosts:
-        try:
-            infos = await loop.getaddrinfo(
-                host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
-        except socket.gaierror as err:
-            raise ResolveError(host, err) from None
-        for family, _type, _proto, _name, sockaddr in infos:
-            found.setdefault((family, str(sockaddr[0])), sockaddr)
-    return [(family, sockaddr) for (family, _), sockaddr in found.items()]
-
-
-def _bind_all(
-    addresses: list[tuple[int, tuple[Any, ...]]], port: int, backlog: int
-) -> list[socket.socket]:
-    """Listening sockets on every address with one port number. asyncio's create_server gives
-    each address its own port when asked for port 0, so the sockets are made here."""
-    for attempt in range(_PORT_ZERO_TRIES if port == 0 else 1):
-        socks: list[socket.socket] = []
-        chosen = port
-        try:
-            for family, sockaddr in addresses:
-                sock = _listen_socket(family, sockaddr, chosen, backlog)
-                socks.append(sock)
-                chosen = sock.getsockname()[1]
-        except ListenError as err:
-            for sock in socks:
-                sock.close()
-            in_use = isinstance(err.err, OSError) and err.err.errno == errno.EADDRINUSE
-            if port != 0 or not in_use or attempt == _PORT_ZERO_TRIES - 1:
-                raise
-            continue
-        return socks
-    raise AssertionError("unreachable")
-
-
-def _listen_socket(
-    family: int, sockaddr: tuple[Any, ...], port: int, backlog: int
-) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            # As asyncio does: '::' must not take the IPv4 port that '0.0.0.0' asks for.
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((sockaddr[0], port, *sockaddr[2:]))
-        sock.listen(backlog)
-        sock.setblocking(False)
-    except OSError as err:
-        sock.close()
-        raise ListenError(str(sockaddr[0]), port, err) from None
-    return sock

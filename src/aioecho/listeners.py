@@ -1,0 +1,157 @@
+"""Listening sockets: every address of every host on one port number, and Unix socket files.
+
+asyncio's create_server gives each address its own port when asked for port 0, and cannot bind
+TCP and UDP to the same number, so the sockets are made here and handed to asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from .errors import ListenError, ResolveError
+
+__all__ = ["Endpoint", "bind_all", "format_address", "remove_unix_socket", "resolve", "unix_socket"]
+
+_log = logging.getLogger("aioecho.main")
+
+# Tries at a port that is free on every address (and for TCP and UDP) at once, for port 0.
+_PORT_ZERO_TRIES: Final = 20
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One address to listen on: (family, sockaddr) as getaddrinfo gives it, and the socket type."""
+
+    family: int
+    sockaddr: tuple[Any, ...]
+    type: int = socket.SOCK_STREAM
+
+
+def format_address(sockaddr: Any, kind: int = socket.SOCK_STREAM) -> str:
+    """'127.0.0.1 port 54321', '::1 port 54321 (udp)' or a Unix socket path."""
+    if isinstance(sockaddr, tuple):
+        text = f"{sockaddr[0]} port {sockaddr[1]}"
+        return f"{text} (udp)" if kind == socket.SOCK_DGRAM else text
+    return str(sockaddr)
+
+
+async def resolve(hosts: Iterable[str], types: Iterable[int]) -> list[Endpoint]:
+    """An endpoint for each address the hosts name and each socket type, each once, in order."""
+    loop = asyncio.get_running_loop()
+    found: dict[tuple[int, str], tuple[Any, ...]] = {}
+    for host in hosts:
+        try:
+            infos = await loop.getaddrinfo(
+                host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except socket.gaierror as err:
+            raise ResolveError(host, err) from None
+        for family, _type, _proto, _name, sockaddr in infos:
+            found.setdefault((family, str(sockaddr[0])), sockaddr)
+    return [
+        Endpoint(family, sockaddr, kind)
+        for kind in types
+        for (family, _), sockaddr in found.items()
+    ]
+
+
+def bind_all(endpoints: list[Endpoint], port: int, backlog: int) -> list[socket.socket]:
+    """Bound sockets (listening, for TCP) on every endpoint, all with one port number."""
+    any_ipv4 = any(e.family == socket.AF_INET for e in endpoints)
+    for attempt in range(_PORT_ZERO_TRIES if port == 0 else 1):
+        socks: list[socket.socket] = []
+        chosen = port
+        try:
+            for endpoint in endpoints:
+                sock = _bound_socket(endpoint, chosen, backlog, dual_stack=not any_ipv4)
+                socks.append(sock)
+                chosen = sock.getsockname()[1]
+        except ListenError as err:
+            for sock in socks:
+                sock.close()
+            in_use = isinstance(err.err, OSError) and err.err.errno == errno.EADDRINUSE
+            if port != 0 or not in_use or attempt == _PORT_ZERO_TRIES - 1:
+                raise
+            continue
+        return socks
+    raise AssertionError("unreachable")
+
+
+def _bound_socket(endpoint: Endpoint, port: int, backlog: int, dual_stack: bool) -> socket.socket:
+    sock = socket.socket(endpoint.family, endpoint.type)
+    host = endpoint.sockaddr[0]
+    try:
+        if endpoint.type == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if endpoint.family == socket.AF_INET6:
+            # '::' alone serves IPv4 too where the OS allows; beside an IPv4 address it must
+            # not, or the two would ask for the same port twice.
+            v6only = 0 if (host == "::" and dual_stack) else 1
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
+        sock.bind((host, port, *endpoint.sockaddr[2:]))
+        if endpoint.type == socket.SOCK_STREAM:
+            sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as err:
+        sock.close()
+        raise ListenError(format_address((host, port), endpoint.type), err) from None
+    return sock
+
+
+def unix_socket(path: str, mode: int, backlog: int) -> tuple[socket.socket, int]:
+    """A listening Unix socket at path, with permissions mode; returns it and the file's inode.
+
+    A socket file left by a dead server is removed; a live server's socket, or a path that is
+    not a socket, is left alone and refused."""
+    _clear_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # no moment at which others could connect before chmod
+    try:
+        sock.bind(path)
+        os.chmod(path, mode)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as err:
+        sock.close()
+        raise ListenError(path, err) from None
+    finally:
+        os.umask(old_umask)
+    return sock, os.stat(path).st_ino
+
+
+def _clear_stale(path: str) -> None:
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise ListenError(path, err) from None
+    if not stat.S_ISSOCK(info.st_mode):
+        raise ListenError(path, "the path exists and is not a socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2.0)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:  # nobody listens: a dead server's leftover
+            _log.info("removing stale socket %s", path)
+            os.unlink(path)
+            return
+        except OSError as err:
+            raise ListenError(path, err) from None
+    raise ListenError(path, "another server is listening there")
+
+
+def remove_unix_socket(path: str, inode: int) -> None:
+    """Remove our socket file, unless something else has taken the path since."""
+    with contextlib.suppress(OSError):
+        if os.lstat(path).st_ino == inode:
+            os.unlink(path)

@@ -1,0 +1,137 @@
+"""TLS: contexts from the user's files, and a server-side handshake that reports its failures.
+
+asyncio drops a failed server-side TLS handshake silently unless the loop's debug mode is on
+(the error only reaches the debug log), so a peer that speaks plain TCP to a TLS port, or that
+rejects our certificate, would leave no trace. TLSAcceptProtocol runs the handshake itself with
+loop.start_tls and logs one line per failed peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Final, cast
+
+from .errors import TLSSetupError, describe_os_error
+from .logs import ConnectionLog, peer_name
+
+__all__ = ["TLSAcceptProtocol", "client_context", "describe_tls_error", "server_context"]
+
+_log = logging.getLogger("aioecho.server")
+
+HANDSHAKE_TIMEOUT: Final = 10.0  # seconds a peer gets to complete the TLS handshake
+
+
+def _readable(path: str, what: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise TLSSetupError(f"cannot read TLS {what} {path}: {describe_os_error(err)}") from None
+
+
+def server_context(cert: str, key: str) -> ssl.SSLContext:
+    """TLS 1.2 or newer with the standard library's defaults, serving cert (PEM) with key."""
+    _readable(cert, "certificate")
+    _readable(key, "key")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as err:
+        if err.reason == "KEY_VALUES_MISMATCH":
+            raise TLSSetupError(f"TLS key {key} does not match certificate {cert}") from None
+        reason = (err.reason or str(err)).lower().replace("_", " ")
+        raise TLSSetupError(f"cannot load TLS certificate {cert} and key {key}: {reason}") from None
+    return context
+
+
+def client_context(cafile: str | None = None, insecure: bool = False) -> ssl.SSLContext:
+    """Verifying by default (system CAs, or cafile); insecure skips every check."""
+    if cafile is not None:
+        _readable(cafile, "CA file")
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except ssl.SSLError as err:
+        raise TLSSetupError(f"cannot load TLS CA file {cafile}: {err.reason or err}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class TLSAcceptProtocol(asyncio.Protocol):
+    """Takes a new TCP connection through the TLS handshake, then hands the TLS transport to a
+    protocol from `inner`. Until the hand-over, whatever the TLS layer delivers (early data,
+    EOF, loss) is kept and replayed to the inner protocol in order."""
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        inner: Callable[[], asyncio.Protocol],
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    ) -> None:
+        self._context = context
+        self._inner_factory = inner
+        self._handshake_timeout = handshake_timeout
+        self._early: list[bytes] = []  # decrypted before the hand-over
+        self._eof = False
+        self._lost: tuple[Exception | None] | None = None  # (exc,) once lost
+        self._task: asyncio.Task[None] | None = None  # keeps the handshake alive
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        plain = cast(asyncio.Transport, transport)
+        plain.pause_reading()  # the ClientHello waits for start_tls, which resumes reading
+        self._task = asyncio.get_running_loop().create_task(self._handshake(plain))
+
+    async def _handshake(self, plain: asyncio.Transport) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            secure = await loop.start_tls(
+                plain,
+                self,
+                self._context,
+                server_side=True,
+                ssl_handshake_timeout=self._handshake_timeout,
+            )
+        except Exception as err:  # whatever the peer did wrong, it ends this connection only
+            name = peer_name("EchoServer", plain.get_extra_info("peername"))
+            ConnectionLog(_log, name).warning("TLS handshake failed: %s", describe_tls_error(err))
+            plain.abort()
+            return
+        if secure is None:  # the connection closed during the handshake
+            plain.abort()
+            return
+        inner = self._inner_factory()
+        inner.connection_made(secure)
+        secure.set_protocol(inner)
+        for data in self._early:
+            inner.data_received(data)
+        if self._eof and not inner.eof_received():
+            secure.close()
+        if self._lost is not None:
+            inner.connection_lost(self._lost[0])
+
+    def data_received(self, data: bytes) -> None:
+        self._early.append(data)
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        return True  # the inner protocol decides, once it has the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = (exc,)
+
+
+def describe_tls_error(err: BaseException) -> str:
+    """'certificate verify failed: self-signed certificate', 'wrong version number'."""
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {err.verify_message}"
+    if isinstance(err, ssl.SSLError) and err.reason:
+        return err.reason.lower().replace("_", " ")
+    if isinstance(err, asyncio.TimeoutError):
+        return "timed out"
+    return describe_os_error(err)

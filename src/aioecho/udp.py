@@ -1,0 +1,152 @@
+"""UDP echo (RFC 862): each datagram goes back whole to its sender, within the reply policy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any, Final, cast
+
+from .config import ClientConfig
+from .errors import ConnectError, EchoError, ResolveError, describe_os_error
+from .logs import ConnectionLog, preview
+from .ratelimit import UdpPolicy
+
+__all__ = ["EchoDatagramProtocol", "echo_datagrams"]
+
+_log = logging.getLogger("aioecho.udp")
+
+DROP_REPORT_INTERVAL: Final = 1.0  # seconds: dropped datagrams are logged at most this often
+
+
+class EchoDatagramProtocol(asyncio.DatagramProtocol):
+    """Echo every datagram that `policy` allows; count the rest and log them once a second.
+
+    UDP has no read-side flow control (the kernel drops what does not fit); if the send buffer
+    fills, the transport buffers and calls pause_writing, and datagrams are dropped until
+    resume_writing rather than queued without bound."""
+
+    def __init__(self, policy: UdpPolicy) -> None:
+        self._policy = policy
+        self._debug = False  # per-datagram lines are on
+        self._write_paused = False
+        self._unreported = 0  # dropped since the last report
+        self.dropped = 0  # dropped in all
+        self.echoed = 0
+        self.transport: asyncio.DatagramTransport  # set in connection_made
+        self._loop: asyncio.AbstractEventLoop  # set in connection_made
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        self._loop = asyncio.get_running_loop()
+        self._debug = _log.isEnabledFor(logging.DEBUG)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self._debug:
+            _log.debug("%s port %s: received %s", addr[0], addr[1], preview(data))
+        if self._write_paused or not self._policy.allow(addr[0], addr[1], self._loop.time()):
+            self._drop()
+            return
+        self.transport.sendto(data, addr)
+        self.echoed += 1
+
+    def error_received(self, exc: Exception) -> None:
+        # e.g. ICMP port unreachable from an earlier reply, or a datagram too big to send
+        _log.info("error: %s", describe_os_error(exc))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._report()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        self._unreported += 1
+        if self._unreported == 1:
+            self._loop.call_later(DROP_REPORT_INTERVAL, self._report)
+
+    def _report(self) -> None:
+        if self._unreported:
+            _log.warning(
+                "dropped %d datagram%s (reflection ports, or over --udp-rate %g/s per source)",
+                self._unreported,
+                "" if self._unreported == 1 else "s",
+                self._policy.rate,
+            )
+            self._unreported = 0
+
+
+class _DatagramClientProtocol(asyncio.DatagramProtocol):
+    """Hands every reply, or the first error (an ICMP port unreachable), to a queue."""
+
+    def __init__(self) -> None:
+        self.replies: asyncio.Queue[bytes | Exception] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.replies.put_nowait(data)
+
+    def error_received(self, exc: Exception) -> None:
+        self.replies.put_nowait(exc)
+
+
+async def echo_datagrams(messages: list[bytes], config: ClientConfig) -> None:
+    """Send each message as one datagram and wait for the same datagram back, resending up to
+    config.retries times (UDP may drop); the whole exchange of one message is bounded by
+    config.timeout. Raises EchoError when a datagram gets no echo, ConnectError when the host
+    says nobody listens."""
+    loop = asyncio.get_running_loop()
+    log = ConnectionLog(logging.getLogger("aioecho.client"), "EchoClient")
+    where = f"{config.host} port {config.port} (udp)"
+    try:
+        transport, protocol = await loop.create_datagram_endpoint(
+            _DatagramClientProtocol, remote_addr=(config.host, config.port)
+        )
+    except socket.gaierror as err:
+        raise ResolveError(config.host, err) from None
+    except OSError as err:
+        raise ConnectError(where, describe_os_error(err)) from None
+    try:
+        peer = transport.get_extra_info("peername")
+        log.info("connecting to %s port %s (udp)", peer[0], peer[1])
+        per_try = config.timeout / (config.retries + 1)
+        for number, message in enumerate(messages, 1):
+            for _attempt in range(config.retries + 1):
+                transport.sendto(message)
+                log.info("sending %s", preview(message))
+                if await _await_reply(protocol.replies, message, per_try, log, where):
+                    break
+            else:
+                raise EchoError(
+                    f"no echo of datagram {number} after {config.retries + 1} tries "
+                    f"of {per_try:g}s (--timeout, --retries)"
+                )
+    finally:
+        transport.close()
+
+
+async def _await_reply(
+    replies: asyncio.Queue[bytes | Exception],
+    message: bytes,
+    timeout: float,
+    log: ConnectionLog,
+    where: str,
+) -> bool:
+    """True once `message` comes back; False if timeout seconds pass first. A reply that is not
+    `message` (a late duplicate of an earlier one, or a wrong echo) is logged and skipped."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            reply = await asyncio.wait_for(replies.get(), max(0.0, remaining))
+        except asyncio.TimeoutError:
+            return False
+        if isinstance(reply, Exception):
+            raise ConnectError(where, describe_os_error(reply))
+        log.info("received %s", preview(reply))
+        if reply == message:
+            return True
+        log.warning("ignoring a datagram that is not the echo of the one sent last")
