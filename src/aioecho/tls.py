@@ -134,4 +134,8 @@ def describe_tls_error(err: BaseException) -> str:
         return err.reason.lower().replace("_", " ")
     if isinstance(err, asyncio.TimeoutError):
         return "timed out"
+    if isinstance(err, ConnectionError) and not err.args:
+        # uvloop reports a handshake the peer gave up on (it rejected our certificate, or spoke
+        # something else and closed) this way, without the TLS layer's reason
+        return "the peer closed the connection during the handshake"
     return describe_os_error(err)
