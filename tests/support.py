@@ -19,7 +19,8 @@ from pathlib import Path
 
 from aioecho import loops
 
-LISTENING = re.compile(r"^main: listening on (\S+) port (\d+)$")
+# TCP: '127.0.0.1 port 5', UDP: '127.0.0.1 port 5 (udp)', Unix: a path
+LISTENING = re.compile(r"^main: listening on (\S+)(?: port (\d+))?( \(udp\))?$")
 LOOPS = ["asyncio", "uvloop"] if loops.resolve("auto") == "uvloop" else ["asyncio"]
 WAIT = 30.0  # seconds: an upper bound for events that normally take milliseconds
 
@@ -75,7 +76,7 @@ class ServerProcess:
                 lambda: sum(bool(LISTENING.match(ln)) for ln in self.lines) >= listeners, WAIT
             )
             self.addresses = [
-                (m.group(1), int(m.group(2))) for ln in self.lines if (m := LISTENING.match(ln))
+                (m.group(1), int(m.group(2) or 0)) for ln in self.lines if (m := LISTENING.match(ln))
             ]
         return self
 

@@ -64,7 +64,11 @@ class Transport:
         if self.name == "unix":
             sock = socket.socket(socket.AF_UNIX)
             sock.settimeout(WAIT)
-            sock.connect(self.unix_path)
+            try:
+                sock.connect(self.unix_path)
+            except OSError:
+                sock.close()
+                raise
             return sock
         host = "::1" if self.name == "tcp6" else "127.0.0.1"
         sock = socket.create_connection((host, server.port), timeout=WAIT)
