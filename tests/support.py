@@ -76,7 +76,9 @@ class ServerProcess:
                 lambda: sum(bool(LISTENING.match(ln)) for ln in self.lines) >= listeners, WAIT
             )
             self.addresses = [
-                (m.group(1), int(m.group(2) or 0)) for ln in self.lines if (m := LISTENING.match(ln))
+                (m.group(1), int(m.group(2) or 0))
+                for ln in self.lines
+                if (m := LISTENING.match(ln))
             ]
         return self
 

@@ -27,7 +27,9 @@ class Certs:
         ca = trustme.CA()
         issued = ca.issue_cert("localhost", "127.0.0.1", "::1")
         other = trustme.CA().issue_cert("localhost")
-        paths = cls(where, where / "ca.pem", where / "cert.pem", where / "key.pem", where / "other.pem")
+        paths = cls(
+            where, where / "ca.pem", where / "cert.pem", where / "key.pem", where / "other.pem"
+        )
         ca.cert_pem.write_to_path(str(paths.ca))
         issued.cert_chain_pems[0].write_to_path(str(paths.cert))
         issued.private_key_pem.write_to_path(str(paths.key))

@@ -77,26 +77,37 @@ class TLSAcceptProtocol(asyncio.Protocol):
         self._context = context
         self._inner_factory = inner
         self._handshake_timeout = handshake_timeout
+        self._plain_phase = True  # the plain transport still delivers to us, not to TLS
+        self._raw: list[bytes] = []  # handshake bytes read before start_tls took over
         self._early: list[bytes] = []  # decrypted before the hand-over
         self._eof = False
         self._lost: tuple[Exception | None] | None = None  # (exc,) once lost
         self._task: asyncio.Task[None] | None = None  # keeps the handshake alive
+        self._plain: asyncio.Transport  # set in connection_made
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        plain = cast(asyncio.Transport, transport)
-        plain.pause_reading()  # the ClientHello waits for start_tls, which resumes reading
+        self._plain = plain = cast(asyncio.Transport, transport)
+        # asyncio honours this until start_tls resumes reading; uvloop starts reading right
+        # after connection_made regardless, so the first bytes may still come: see _raw.
+        plain.pause_reading()
         self._task = asyncio.get_running_loop().create_task(self._handshake(plain))
 
     async def _handshake(self, plain: asyncio.Transport) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            secure = await loop.start_tls(
+        starting = asyncio.ensure_future(
+            loop.start_tls(
                 plain,
                 self,
                 self._context,
                 server_side=True,
                 ssl_handshake_timeout=self._handshake_timeout,
             )
+        )
+        # Queued after start_tls's first step, which installs its TLS protocol on the plain
+        # transport and queues that protocol's connection_made and the resume of reading.
+        loop.call_soon(self._taken_over, plain)
+        try:
+            secure = await starting
         except Exception as err:  # whatever the peer did wrong, it ends this connection only
             name = peer_name("EchoServer", plain.get_extra_info("peername"))
             ConnectionLog(_log, name).warning("TLS handshake failed: %s", describe_tls_error(err))
@@ -115,7 +126,18 @@ class TLSAcceptProtocol(asyncio.Protocol):
         if self._lost is not None:
             inner.connection_lost(self._lost[0])
 
+    def _taken_over(self, plain: asyncio.Transport) -> None:
+        self._plain_phase = False
+        if self._raw:
+            raw, self._raw = b"".join(self._raw), []
+            # after the TLS protocol's connection_made, before any newer byte is read
+            asyncio.get_running_loop().call_soon(_feed, plain.get_protocol(), raw)
+
     def data_received(self, data: bytes) -> None:
+        if self._plain_phase:
+            self._raw.append(data)
+            self._plain.pause_reading()  # nothing more until start_tls resumes reading
+            return
         self._early.append(data)
 
     def eof_received(self) -> bool:
@@ -124,6 +146,22 @@ class TLSAcceptProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = (exc,)
+
+
+def _feed(protocol: asyncio.BaseProtocol, data: bytes) -> None:
+    """Deliver data to a protocol as its transport would (both loops' TLS protocols are
+    BufferedProtocols)."""
+    if hasattr(protocol, "get_buffer"):
+        buffered = cast(asyncio.BufferedProtocol, protocol)
+        view = memoryview(data)
+        while view:
+            buffer = memoryview(buffered.get_buffer(len(view)))
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            buffered.buffer_updated(size)
+            view = view[size:]
+    else:
+        cast(asyncio.Protocol, protocol).data_received(data)
 
 
 def describe_tls_error(err: BaseException) -> str:
