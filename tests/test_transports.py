@@ -7,12 +7,12 @@ import hashlib
 import re
 import shutil
 import signal
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support import WAIT, ServerProcess, pattern_bytes, run_cli, sha256
 from transports import Certs, Transport, short_unix_path
 

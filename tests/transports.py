@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import trustme
+
 from support import WAIT, ServerProcess
 
 
