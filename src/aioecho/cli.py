@@ -20,6 +20,7 @@ from .config import (
     DEFAULT_PORT,
     ClientConfig,
     ServerConfig,
+    parse_count,
     parse_mode,
     parse_port,
     parse_rate,
@@ -34,6 +35,7 @@ from .udp import echo_datagrams
 __all__ = ["main"]
 
 _main_log = logging.getLogger("aioecho.main")
+_stats_log = logging.getLogger("aioecho.stats")
 
 SEED_MESSAGES = (b"This is the message. ", b"It will be sent ", b"in parts.")
 
@@ -146,6 +148,35 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--tls-cert", metavar="CERT", help="PEM certificate chain: serve TLS")
     server.add_argument("--tls-key", metavar="KEY", help="PEM private key of --tls-cert")
     server.add_argument(
+        "--max-connections",
+        type=_checked(parse_count),
+        default=10_000,
+        metavar="N",
+        help="open connections at most; more are accepted and closed at once (default 10000)",
+    )
+    server.add_argument(
+        "--idle-timeout",
+        type=_checked(parse_seconds),
+        default=300.0,
+        metavar="SECONDS",
+        help="close a connection with nothing sent or received for this long; 0 never "
+        "(default 300)",
+    )
+    server.add_argument(
+        "--backlog",
+        type=_checked(parse_count),
+        default=1024,
+        metavar="N",
+        help="queue of connections waiting to be accepted (default 1024)",
+    )
+    server.add_argument(
+        "--stats-interval",
+        type=_checked(parse_seconds),
+        default=0.0,
+        metavar="SECONDS",
+        help="log the statistics every SECONDS; they are logged at shutdown and on SIGUSR1 too",
+    )
+    server.add_argument(
         "--max-buffer",
         type=_checked(parse_size),
         default=DEFAULT_MAX_BUFFER,
@@ -205,6 +236,10 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         tls_key=args.tls_key,
         drain_timeout=args.drain_timeout,
         max_buffer=args.max_buffer,
+        max_connections=args.max_connections,
+        idle_timeout=args.idle_timeout,
+        backlog=args.backlog,
+        stats_interval=args.stats_interval,
     )
 
 
@@ -222,31 +257,65 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
     )
 
 
-def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """One line instead of asyncio's traceback: a fault on one connection is not a crash."""
-    exc = context.get("exception")
-    message = context.get("message", "unexpected event loop error")
-    _main_log.error("%s: %s", message, describe_os_error(exc) if exc else "no details")
+class _LoopErrorLog:
+    """The loop's exception handler: one line instead of asyncio's traceback (a fault on one
+    connection is not a crash), and the same message at most once a second, since some faults
+    repeat per connection (asyncio reports EMFILE on every accept)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, int]] = {}  # message -> (when logged, repeats since)
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        message = context.get("message", "unexpected event loop error")
+        text = f"{message}: {describe_os_error(exc) if exc else 'no details'}"
+        now = loop.time()
+        last, repeats = self._last.get(text, (-1e9, 0))
+        if now - last < 1.0:
+            self._last[text] = (last, repeats + 1)
+            return
+        self._last[text] = (now, 0)
+        more = f" (and {repeats} more like it)" if repeats else ""
+        _main_log.error("%s%s", text, more)
 
 
 async def run_server(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
-    loop.set_exception_handler(_log_loop_error)
+    loop.set_exception_handler(_LoopErrorLog())
     _main_log.info("using %s", loops.describe(loop))
     stop = asyncio.Event()
     # Before serve(): a script may signal as soon as it reads the listening line.
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     server = await serve(config)
+
+    def log_stats() -> None:
+        _stats_log.info("%s", server.stats().line())
+
+    loop.add_signal_handler(signal.SIGUSR1, log_stats)
+    ticker = asyncio.ensure_future(_every(config.stats_interval, log_stats))
     await stop.wait()
+    ticker.cancel()
     for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal ends the drain at once
         loop.add_signal_handler(signum, server.abort)
     await server.close()
+    log_stats()
+
+
+async def _every(interval: float, action: Callable[[], None]) -> None:
+    if interval <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time()
+    while True:
+        deadline += interval
+        await asyncio.sleep(max(0.0, deadline - loop.time()))
+        action()
 
 
 async def run_client(config: ClientConfig, messages: Sequence[bytes]) -> None:
     loop = asyncio.get_running_loop()
-    loop.set_exception_handler(_log_loop_error)
+    loop.set_exception_handler(_LoopErrorLog())
     _main_log.info("waiting for client to complete")
     if config.udp:
         await echo_datagrams(list(messages), config)

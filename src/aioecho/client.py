@@ -10,6 +10,7 @@ constant whatever the size.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -405,8 +406,8 @@ def _read_stdin(
             data = err
         try:
             asyncio.run_coroutine_threadsafe(chunks.put(data), loop).result()
-        except (RuntimeError, asyncio.CancelledError):
-            return
+        except (RuntimeError, concurrent.futures.CancelledError):
+            return  # the loop has closed, or cancelled the hand-over: nobody wants more input
         if not isinstance(data, bytes) or not data:
             return
 

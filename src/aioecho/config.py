@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_PORT",
     "ClientConfig",
     "ServerConfig",
+    "parse_count",
     "parse_mode",
     "parse_port",
     "parse_rate",
@@ -96,7 +97,10 @@ class ServerConfig:
     tls_key: str | None = None  # PEM private key for tls_cert
     max_buffer: int = DEFAULT_MAX_BUFFER  # bytes of pending echo before reading pauses
     drain_timeout: float = 5.0  # seconds open connections get to finish on shutdown
-    backlog: int = 128  # the listen() queue length
+    max_connections: int = 10_000  # more are accepted and closed at once
+    idle_timeout: float = 300.0  # seconds with nothing sent or received; 0: never
+    backlog: int = 1024  # the listen() queue length (the kernel may cap it: somaxconn)
+    stats_interval: float = 0.0  # seconds between statistics lines; 0: only at shutdown
 
     def __post_init__(self) -> None:
         if not self.hosts:
@@ -118,6 +122,12 @@ class ServerConfig:
             raise ValueError("max_buffer must be at least 1 byte")
         if self.drain_timeout < 0:
             raise ValueError("drain_timeout must be zero or more seconds")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if self.idle_timeout < 0 or self.stats_interval < 0:
+            raise ValueError("idle_timeout and stats_interval must be zero or more seconds")
+        if self.backlog < 1:
+            raise ValueError("backlog must be at least 1")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,6 +159,17 @@ class ClientConfig:
     def where(self) -> str:
         """'localhost port 10000' or the Unix socket path, for messages."""
         return self.unix if self.unix is not None else f"{self.host} port {self.port}"
+
+
+def parse_count(text: str) -> int:
+    """A whole number, 1 or more."""
+    try:
+        count = int(text, 10)
+    except ValueError:
+        raise ValueError(f"invalid number {text!r}: not a whole number") from None
+    if count < 1:
+        raise ValueError(f"invalid number {count}: must be 1 or more")
+    return count
 
 
 def parse_mode(text: str) -> int:

@@ -8,17 +8,22 @@ it writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import functools
 import logging
+import resource
 import socket
 from collections.abc import Callable
-from typing import cast
+from typing import Final, cast
 
 from .config import DEFAULT_MAX_BUFFER, ServerConfig
 from .errors import describe_os_error
 from .listeners import bind_all, format_address, remove_unix_socket, resolve, unix_socket
 from .logs import NOTICE, ConnectionLog, peer_name, preview
 from .ratelimit import UdpPolicy
+from .registry import Connections
+from .stats import StatsSnapshot
 from .tls import TLSAcceptProtocol, server_context
 from .udp import EchoDatagramProtocol
 
@@ -26,6 +31,9 @@ __all__ = ["EchoServerProtocol", "Server", "serve"]
 
 _log = logging.getLogger("aioecho.server")
 _main_log = logging.getLogger("aioecho.main")
+
+# Descriptors kept free of connections: listeners, the loop's own, a refused peer's moment.
+FD_RESERVE: Final = 64
 
 
 class EchoServerProtocol(asyncio.Protocol):
@@ -40,24 +48,33 @@ class EchoServerProtocol(asyncio.Protocol):
         self, *, max_buffer: int = DEFAULT_MAX_BUFFER, connections: Connections | None = None
     ) -> None:
         self._max_buffer = max_buffer  # bytes of pending echo before reading pauses
-        self._connections = connections  # the server's registry, for graceful shutdown
+        self._connections = connections  # the server's registry: limits, idle sweep, shutdown
         self._debug = False  # per-chunk lines are on: cached off the hot path
+        self._admitted = False  # not refused by --max-connections
+        self._close_reason: str | None = None  # why we ended it, when we did
+        self.bytes_in = 0  # received, and so handed back to the transport
+        self.unsent_at_close = 0  # echo still queued when we aborted
+        self.idle_mark: tuple[int, int] = (-1, -1)  # the idle sweep's last view of the counters
+        self.idle_since = 0.0  # loop time at which idle_mark last changed
         self.transport: asyncio.Transport  # set in connection_made
         self.log: ConnectionLog  # set in connection_made
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not isinstance-checked: uvloop's transports are not asyncio.Transport subclasses.
         self.transport = cast(asyncio.Transport, transport)
+        if self._connections is not None and not self._connections.admit(self):
+            self.transport.close()  # counted and logged (rate-limited) by the registry
+            return
+        self._admitted = True
         self.log = ConnectionLog(
             _log, peer_name("EchoServer", transport.get_extra_info("peername"))
         )
         self._debug = _log.isEnabledFor(logging.DEBUG)
         self.transport.set_write_buffer_limits(high=self._max_buffer)
-        if self._connections is not None:
-            self._connections.add(self)
         self.log.info("connection accepted")
 
     def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
         if self._debug:
             self.log.debug("received %s", preview(data))
             self.transport.write(data)
@@ -74,12 +91,16 @@ class EchoServerProtocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if exc is None:
-            self.log.info("closing")
-        else:
+        if not self._admitted:
+            return
+        if exc is not None:
             self.log.warning("closing: %s", describe_os_error(exc))
+        elif self._close_reason is not None:
+            self.log.info("closing: %s", self._close_reason)
+        else:
+            self.log.info("closing")
         if self._connections is not None:
-            self._connections.discard(self)
+            self._connections.discard(self, exc)
 
     def pause_writing(self) -> None:
         """The peer is not reading its echo: stop reading what it sends (TCP slows it down)."""
@@ -88,40 +109,11 @@ class EchoServerProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.transport.resume_reading()
 
-
-class Connections:
-    """The open connections of one server, so that shutdown can wait for them or end them."""
-
-    def __init__(self) -> None:
-        self._open: set[EchoServerProtocol] = set()
-        self._empty = asyncio.Event()  # set while no connection is open
-        self._empty.set()
-
-    def __len__(self) -> int:
-        return len(self._open)
-
-    def add(self, conn: EchoServerProtocol) -> None:
-        self._open.add(conn)
-        self._empty.clear()
-
-    def discard(self, conn: EchoServerProtocol) -> None:
-        self._open.discard(conn)
-        if not self._open:
-            self._empty.set()
-
-    async def wait_empty(self, timeout: float) -> bool:
-        """True once every connection has closed, False if timeout seconds pass first."""
-        try:
-            await asyncio.wait_for(self._empty.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
-
-    def abort_all(self) -> int:
-        conns = list(self._open)
-        for conn in conns:
-            conn.transport.abort()
-        return len(conns)
+    def abort(self, reason: str) -> None:
+        """End the connection now, dropping queued echo; the close line gives the reason."""
+        self._close_reason = reason
+        self.unsent_at_close = self.transport.get_write_buffer_size()
+        self.transport.abort()
 
 
 class Server:
@@ -134,13 +126,14 @@ class Server:
         self,
         config: ServerConfig,
         listeners: list[asyncio.Server],
-        datagrams: list[asyncio.DatagramTransport],
+        datagrams: list[tuple[asyncio.DatagramTransport, EchoDatagramProtocol]],
         connections: Connections,
         unix_inode: int | None = None,
     ) -> None:
         self._config = config
         self._listeners = listeners
-        self._datagrams = datagrams
+        self._datagrams = [transport for transport, _ in datagrams]
+        self._datagram_protocols = [protocol for _, protocol in datagrams]
         self._connections = connections
         self._unix_inode = unix_inode  # of the socket file we made, removed on close
         self._closing: asyncio.Future[int] | None = None
@@ -152,7 +145,7 @@ class Server:
             if sock.family != socket.AF_UNIX
         ]
         self.udp_addresses: list[tuple[str, int]] = [
-            cast(tuple[str, int], t.get_extra_info("sockname")[:2]) for t in datagrams
+            cast(tuple[str, int], t.get_extra_info("sockname")[:2]) for t in self._datagrams
         ]
 
     @property
@@ -163,6 +156,15 @@ class Server:
     @property
     def open_connections(self) -> int:
         return len(self._connections)
+
+    def stats(self) -> StatsSnapshot:
+        """The counters now: connections, bytes, and UDP datagrams."""
+        tcp = self._connections.snapshot()
+        return dataclasses.replace(
+            tcp,
+            datagrams_echoed=sum(p.echoed for p in self._datagram_protocols),
+            datagrams_dropped=sum(p.dropped for p in self._datagram_protocols),
+        )
 
     async def close(self, drain_timeout: float | None = None) -> int:
         """Stop listening, give open connections drain_timeout seconds (default: the config's) to
@@ -183,7 +185,7 @@ class Server:
         _main_log.info("closing server")  # after close(): a peer that reads this is refused
         aborted = 0
         if self._connections and not await self._connections.wait_empty(drain_timeout):
-            aborted = self._connections.abort_all()
+            aborted = self._connections.abort_all("still open after the drain timeout")
             _main_log.warning(
                 "aborted %d connection%s still open after %gs (--drain-timeout)",
                 aborted,
@@ -191,13 +193,14 @@ class Server:
                 drain_timeout,
             )
             await self._connections.wait_empty(drain_timeout + 1.0)
+        self._connections.close()
         for listener in self._listeners:
             await listener.wait_closed()
         return aborted
 
     def abort(self) -> None:
         """End every open connection now, as a second Ctrl-C does."""
-        self._connections.abort_all()
+        self._connections.abort_all("interrupted")
 
     async def __aenter__(self) -> Server:
         return self
@@ -214,7 +217,10 @@ async def serve(config: ServerConfig | None = None) -> Server:
     """
     config = config or ServerConfig()
     loop = asyncio.get_running_loop()
-    connections = Connections()
+    connections = Connections(
+        max_connections=_affordable_connections(config.max_connections),
+        idle_timeout=config.idle_timeout,
+    )
     factory: Callable[[], asyncio.Protocol] = functools.partial(
         EchoServerProtocol, max_buffer=config.max_buffer, connections=connections
     )
@@ -223,7 +229,7 @@ async def serve(config: ServerConfig | None = None) -> Server:
             TLSAcceptProtocol, server_context(config.tls_cert, config.tls_key), factory
         )
     listeners: list[asyncio.Server] = []
-    datagrams: list[asyncio.DatagramTransport] = []
+    datagrams: list[tuple[asyncio.DatagramTransport, EchoDatagramProtocol]] = []
     unix_inode = None
     if config.unix is not None:
         _main_log.info("starting up on %s", config.unix)
@@ -240,10 +246,11 @@ async def serve(config: ServerConfig | None = None) -> Server:
                     await loop.create_server(factory, sock=sock, backlog=config.backlog)
                 )
             else:
-                transport, _ = await loop.create_datagram_endpoint(
-                    functools.partial(EchoDatagramProtocol, policy), sock=sock
+                datagrams.append(
+                    await loop.create_datagram_endpoint(
+                        functools.partial(EchoDatagramProtocol, policy), sock=sock
+                    )
                 )
-                datagrams.append(transport)
     server = Server(config, listeners, datagrams, connections, unix_inode)
     for address in server.addresses:
         _main_log.log(NOTICE, "listening on %s", format_address(address))
@@ -252,3 +259,29 @@ async def serve(config: ServerConfig | None = None) -> Server:
     if server.unix_path is not None:
         _main_log.log(NOTICE, "listening on %s", server.unix_path)
     return server
+
+
+def _affordable_connections(wanted: int) -> int:
+    """--max-connections, lowered if the open-file limit cannot hold that many sockets.
+
+    Running out of descriptors is worse than refusing: asyncio then logs an accept error per
+    connection in a loop, and uvloop's libuv silently drops new peers. So the soft limit is
+    raised as far as the hard limit allows, and the connection limit kept below what remains."""
+    need = wanted + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return wanted
+    affordable = max(1, soft - FD_RESERVE)
+    _main_log.warning(
+        "the open-file limit (%d) allows %d connections, not %d: --max-connections lowered "
+        "(raise the limit with ulimit -n)",
+        soft,
+        affordable,
+        wanted,
+    )
+    return affordable

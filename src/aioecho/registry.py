@@ -1,0 +1,134 @@
+"""The open connections of one server: admission (--max-connections), the idle sweep
+(--idle-timeout), counters, and what graceful shutdown needs (wait until empty, abort the rest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Final
+
+from .stats import StatsSnapshot
+
+if TYPE_CHECKING:
+    from .server import EchoServerProtocol
+
+__all__ = ["Connections"]
+
+_main_log = logging.getLogger("aioecho.main")
+
+REFUSAL_REPORT_INTERVAL: Final = 1.0  # seconds: refusals are logged at most this often
+MIN_SWEEP_INTERVAL: Final = 0.05  # seconds
+
+
+class Connections:
+    """Registry of a server's open connections. Protocols call admit() in connection_made and
+    discard() in connection_lost; nothing here runs per data_received."""
+
+    def __init__(self, *, max_connections: int | None = None, idle_timeout: float = 0.0) -> None:
+        self.max_connections = max_connections  # None: no limit
+        self.idle_timeout = idle_timeout  # seconds; 0: never
+        self._open: set[EchoServerProtocol] = set()
+        self._empty = asyncio.Event()  # set while no connection is open
+        self._empty.set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._unreported_refusals = 0
+        # counters of connections that have closed (open ones are summed at snapshot time)
+        self.accepted = 0
+        self.refused = 0
+        self.idle_closed = 0
+        self.resets = 0
+        self._closed_bytes_in = 0
+        self._closed_bytes_out = 0
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def admit(self, conn: EchoServerProtocol) -> bool:
+        """Register conn; False (and counted as refused) when --max-connections are open."""
+        if self.max_connections is not None and len(self._open) >= self.max_connections:
+            self.refused += 1
+            self._unreported_refusals += 1
+            if self._unreported_refusals == 1:
+                loop = asyncio.get_running_loop()
+                loop.call_later(REFUSAL_REPORT_INTERVAL, self._report_refusals)
+            return False
+        self._open.add(conn)
+        self.accepted += 1
+        self._empty.clear()
+        if self.idle_timeout and self._sweeper is None:
+            self._schedule_sweep()
+        return True
+
+    def discard(self, conn: EchoServerProtocol, exc: Exception | None) -> None:
+        if conn not in self._open:
+            return
+        self._open.discard(conn)
+        if exc is not None:
+            self.resets += 1
+        self._closed_bytes_in += conn.bytes_in
+        self._closed_bytes_out += conn.bytes_in - conn.unsent_at_close
+        if not self._open:
+            self._empty.set()
+
+    def snapshot(self) -> StatsSnapshot:
+        open_in = sum(c.bytes_in for c in self._open)
+        queued = sum(c.transport.get_write_buffer_size() for c in self._open)
+        return StatsSnapshot(
+            accepted=self.accepted,
+            active=len(self._open),
+            refused=self.refused,
+            idle_closed=self.idle_closed,
+            resets=self.resets,
+            bytes_in=self._closed_bytes_in + open_in,
+            bytes_out=self._closed_bytes_out + open_in - queued,
+        )
+
+    async def wait_empty(self, timeout: float) -> bool:
+        """True once every connection has closed, False if timeout seconds pass first."""
+        try:
+            await asyncio.wait_for(self._empty.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def abort_all(self, reason: str) -> int:
+        conns = list(self._open)
+        for conn in conns:
+            conn.abort(reason)
+        return len(conns)
+
+    def close(self) -> None:
+        """Stop the idle sweep (shutdown)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def _schedule_sweep(self) -> None:
+        interval = max(MIN_SWEEP_INTERVAL, self.idle_timeout / 4)
+        self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close connections on which nothing has moved either way for idle_timeout seconds.
+        Compares counters a few times per timeout instead of re-arming a timer per read."""
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        for conn in list(self._open):
+            mark = (conn.bytes_in, conn.transport.get_write_buffer_size())
+            if mark != conn.idle_mark:
+                conn.idle_mark, conn.idle_since = mark, now
+            elif now - conn.idle_since >= self.idle_timeout:
+                self.idle_closed += 1
+                conn.abort(f"idle for {self.idle_timeout:g}s (--idle-timeout)")
+        if self._open:
+            self._schedule_sweep()
+
+    def _report_refusals(self) -> None:
+        if self._unreported_refusals:
+            _main_log.warning(
+                "refused %d connection%s: %d open (--max-connections)",
+                self._unreported_refusals,
+                "" if self._unreported_refusals == 1 else "s",
+                len(self._open),
+            )
+            self._unreported_refusals = 0
