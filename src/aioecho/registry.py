@@ -99,7 +99,8 @@ class Connections:
         return len(conns)
 
     def close(self) -> None:
-        """Stop the idle sweep (shutdown)."""
+        """Stop the idle sweep, and log refusals not yet reported (shutdown)."""
+        self._report_refusals()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

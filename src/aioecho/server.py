@@ -33,7 +33,7 @@ _log = logging.getLogger("aioecho.server")
 _main_log = logging.getLogger("aioecho.main")
 
 # Descriptors kept free of connections: listeners, the loop's own, a refused peer's moment.
-FD_RESERVE: Final = 64
+FD_RESERVE: Final = 32
 
 
 class EchoServerProtocol(asyncio.Protocol):
