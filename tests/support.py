@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -189,3 +190,31 @@ def in_thread_loop(loop_name: str) -> tuple[asyncio.AbstractEventLoop, threading
 
 def lines_without(lines: Sequence[str], *prefixes: str) -> list[str]:
     return [ln for ln in lines if not ln.startswith(prefixes)]
+
+
+STATS = re.compile(r"^stats: (.*)$")
+
+
+def stats_now(server: ServerProcess) -> dict[str, int]:
+    """Ask the server for its statistics (SIGUSR1) and read the line it logs."""
+    before = sum(bool(STATS.match(ln)) for ln in server.lines)
+    server.proc.send_signal(signal.SIGUSR1)
+    with server._new_line:
+        server._new_line.wait_for(
+            lambda: sum(bool(STATS.match(ln)) for ln in server.lines) > before, WAIT
+        )
+        line = [ln for ln in server.lines if STATS.match(ln)][-1]
+    return {k: int(v) for k, v in (kv.split("=") for kv in line[len("stats: ") :].split())}
+
+
+def wait_for_stats(server: ServerProcess, **expected: int) -> dict[str, int]:
+    """Poll the statistics until they show `expected`: connections close asynchronously."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        stats = stats_now(server)
+        if all(stats[k] == v for k, v in expected.items()) or time.monotonic() > deadline:
+            return stats
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))

@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import resource
 import select
-import signal
 import socket
 import time
 
 import pytest
 
-from support import WAIT, ServerProcess, run_cli
-
-STATS = re.compile(r"^stats: (.*)$")
-
-
-def stats_now(server: ServerProcess) -> dict[str, int]:
-    """Ask the server for its statistics (SIGUSR1) and read the line it logs."""
-    before = sum(bool(STATS.match(ln)) for ln in server.lines)
-    server.proc.send_signal(signal.SIGUSR1)
-    with server._new_line:
-        server._new_line.wait_for(
-            lambda: sum(bool(STATS.match(ln)) for ln in server.lines) > before, WAIT
-        )
-        line = [ln for ln in server.lines if STATS.match(ln)][-1]
-    return {k: int(v) for k, v in (kv.split("=") for kv in line[len("stats: ") :].split())}
-
-
-def wait_for_stats(server: ServerProcess, **expected: int) -> dict[str, int]:
-    """Poll the statistics until they show `expected`: connections close asynchronously."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        stats = stats_now(server)
-        if all(stats[k] == v for k, v in expected.items()) or time.monotonic() > deadline:
-            return stats
+from support import WAIT, ServerProcess, run_cli, wait_for_stats
 
 
 def test_max_connections_serves_exactly_that_many() -> None:

@@ -28,7 +28,7 @@ from .config import (
     parse_size,
 )
 from .errors import AioechoError, EchoError, ExitStatus, describe_os_error
-from .logs import configure
+from .logs import NOTICE, configure
 from .server import serve
 from .udp import echo_datagrams
 
@@ -289,9 +289,10 @@ async def run_server(config: ServerConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
     server = await serve(config)
 
-    def log_stats() -> None:
-        _stats_log.info("%s", server.stats().line())
+    def log_stats(level: int = NOTICE) -> None:
+        _stats_log.log(level, "%s", server.stats().line())
 
+    # asked for (SIGUSR1, --stats-interval): shown with -q too
     loop.add_signal_handler(signal.SIGUSR1, log_stats)
     ticker = asyncio.ensure_future(_every(config.stats_interval, log_stats))
     await stop.wait()
@@ -299,7 +300,7 @@ async def run_server(config: ServerConfig) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal ends the drain at once
         loop.add_signal_handler(signum, server.abort)
     await server.close()
-    log_stats()
+    log_stats(logging.INFO)
 
 
 async def _every(interval: float, action: Callable[[], None]) -> None:
