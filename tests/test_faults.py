@@ -4,6 +4,7 @@ memory stays bounded, and connections and descriptors return to where they start
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import socket
 import struct
@@ -50,10 +51,8 @@ async def slow_reader(port: int, done: asyncio.Event) -> None:
     writer.write(b"s" * 2 * MIB)
     while not done.is_set():
         await reader.read(1)
-        try:
-            await asyncio.wait_for(done.wait(), 0.2)  # the peer's pace, not a synchronisation
-        except asyncio.TimeoutError:
-            pass
+        with contextlib.suppress(asyncio.TimeoutError):  # the peer's pace, not a synchronisation
+            await asyncio.wait_for(done.wait(), 0.2)
     writer.transport.abort()
 
 
