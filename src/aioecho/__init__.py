@@ -4,6 +4,7 @@ from .client import EchoClientProtocol, echo
 from .config import ClientConfig, ServerConfig
 from .errors import AioechoError, ConnectError, EchoError, ListenError, ResolveError
 from .server import EchoServerProtocol, Server, serve
+from .stats import StatsSnapshot
 
 __version__ = "0.1.0"
 
@@ -18,6 +19,7 @@ __all__ = [
     "ResolveError",
     "Server",
     "ServerConfig",
+    "StatsSnapshot",
     "__version__",
     "echo",
     "serve",
