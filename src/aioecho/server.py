@@ -217,6 +217,7 @@ async def serve(config: ServerConfig | None = None) -> Server:
     """
     config = config or ServerConfig()
     loop = asyncio.get_running_loop()
+    _raise_mmap_threshold()
     connections = Connections(
         max_connections=_affordable_connections(config.max_connections),
         idle_timeout=config.idle_timeout,
@@ -285,3 +286,16 @@ def _affordable_connections(wanted: int) -> int:
         wanted,
     )
     return affordable
+
+
+def _raise_mmap_threshold() -> None:
+    """Remove a cold-start cost of the asyncio loop, which reads with recv(256 KiB).
+
+    glibc serves allocations over its mmap threshold (128 KiB at first) with mmap and munmap, a
+    few microseconds each, so every read of a fresh process pays for two system calls; the
+    threshold rises to the size of the first such block that is freed whole, which in a server
+    happens only when a connection closes. Freeing one large block now raises it at start-up
+    (measured here: 4.5x the CPU per request cold, 1.4x warm, before). Elsewhere it is harmless.
+    """
+    block = bytearray(1024 * 1024)
+    del block
