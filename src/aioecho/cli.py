@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__, loops
+from .bench import BenchResult, describe, is_terminal, merge, run_bench
 from .client import _echo_messages, stream_stdio
 from .config import (
     DEFAULT_HOST,
     DEFAULT_MAX_BUFFER,
     DEFAULT_PORT,
+    BenchConfig,
     ClientConfig,
     ServerConfig,
     parse_count,
@@ -35,6 +39,15 @@ from .udp import echo_datagrams
 __all__ = ["main"]
 
 _main_log = logging.getLogger("aioecho.main")
+
+
+class BenchError(AioechoError):
+    pass
+
+
+_background: set[asyncio.Future[None]] = set()  # tasks that must not be garbage-collected
+
+
 _stats_log = logging.getLogger("aioecho.stats")
 
 SEED_MESSAGES = (b"This is the message. ", b"It will be sent ", b"in parts.")
@@ -220,7 +233,173 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="bound on connecting and on any silence while echo is owed (default %(default)s)",
     )
+    _bench_parser(commands)
     return parser
+
+
+BENCH_EXAMPLES = """\
+examples:
+  aioecho bench --spawn                   # start a server on a free port and measure it
+  aioecho bench --port 10000 --connections 100 --size 1KiB --duration 10
+  aioecho bench --rate 20000 --duration 30     # open loop: latency from scheduled send times
+  aioecho bench --unix /tmp/echo.sock --pipeline 8 --json
+exit status: 0 every echo was right, 1 mismatches, resets or timeouts (or no request done).
+"""
+
+
+def _bench_parser(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="measure an echo server: requests/s, MiB/s and latency percentiles",
+        description="Load an echo server with checked requests and report latency.",
+        epilog=BENCH_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument("--host", default=DEFAULT_HOST, help="server (default %(default)s)")
+    _common(bench)
+    bench.add_argument("--unix", metavar="PATH", help="connect to a Unix socket")
+    bench.add_argument("--tls", action="store_true", help="speak TLS, verifying the server")
+    bench.add_argument("--cafile", metavar="CA", help="PEM CA certificates to verify with")
+    bench.add_argument("--insecure", action="store_true", help="TLS without verification")
+    count = _checked(parse_count)
+    bench.add_argument("--connections", "-c", type=count, default=10, metavar="N")
+    bench.add_argument(
+        "--pipeline", type=count, default=1, metavar="K", help="closed loop: requests in flight"
+    )
+    bench.add_argument(
+        "--rate",
+        type=_checked(parse_rate),
+        default=0.0,
+        metavar="R",
+        help="open loop: R requests/s in total, latency from each scheduled send time",
+    )
+    bench.add_argument(
+        "--size", type=_checked(parse_size), default=1024, metavar="BYTES", help="e.g. 64, 1KiB"
+    )
+    bench.add_argument("--duration", type=_checked(parse_seconds), default=10.0, metavar="SECONDS")
+    bench.add_argument(
+        "--requests", type=count, default=0, metavar="N", help="stop after N requests instead"
+    )
+    bench.add_argument("--warmup", type=_checked(parse_seconds), default=1.0, metavar="SECONDS")
+    bench.add_argument(
+        "--timeout",
+        type=_checked(parse_seconds),
+        default=10.0,
+        metavar="SECONDS",
+        help="a request not back within this counts as timed out (default %(default)s)",
+    )
+    bench.add_argument(
+        "--workers", type=count, default=1, metavar="N", help="processes sharing the load"
+    )
+    bench.add_argument("--json", action="store_true", help="print the result as JSON")
+    bench.add_argument(
+        "--spawn", action="store_true", help="start `aioecho server` on a free port and measure it"
+    )
+    bench.add_argument("--worker-share", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def bench_config(args: argparse.Namespace) -> BenchConfig:
+    target = ClientConfig(
+        host=args.host,
+        port=args.port,
+        unix=args.unix,
+        tls=args.tls,
+        cafile=args.cafile,
+        insecure=args.insecure,
+        timeout=args.timeout,
+    )
+    return BenchConfig(
+        target=target,
+        connections=args.connections,
+        pipeline=args.pipeline,
+        rate=args.rate,
+        size=args.size,
+        duration=args.duration,
+        requests=args.requests,
+        warmup=args.warmup,
+        workers=args.workers,
+    )
+
+
+async def run_bench_command(
+    config: BenchConfig, args: argparse.Namespace, argv: Sequence[str]
+) -> int:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_LoopErrorLog())
+    if args.worker_share is not None:  # one of several processes: report to the parent
+        result = await run_bench(config.share(args.worker_share))
+        print(result.to_wire(), flush=True)
+        return ExitStatus.OK
+    server: asyncio.subprocess.Process | None = None
+    extra: list[str] = []
+    try:
+        if args.spawn:
+            server, port = await _spawn_server(args.loop)
+            config = dataclasses.replace(
+                config, target=dataclasses.replace(config.target, host="127.0.0.1", port=port)
+            )
+            extra = ["--host", "127.0.0.1", "--port", str(port)]
+        _main_log.info("%s, loop %s", describe(config), loops.describe(loop))
+        if config.workers == 1:
+            result = await run_bench(config, sys.stderr if is_terminal(sys.stderr) else None)
+        else:
+            result = await _bench_workers(config, [a for a in argv if a != "--spawn"] + extra)
+    finally:
+        if server is not None:
+            server.terminate()
+            await server.wait()
+    print(result.to_json() if args.json else result.table())
+    if result.errors or not result.requests:
+        what = "no request completed" if not result.requests else f"{result.errors} errors"
+        raise BenchError(
+            f"{what} (mismatches {result.mismatches}, resets {result.resets}, "
+            f"timeouts {result.timeouts})"
+        )
+    return ExitStatus.OK
+
+
+async def _spawn_server(loop_name: str) -> tuple[asyncio.subprocess.Process, int]:
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aioecho", "server", "-q", "--host", "127.0.0.1", "--port", "0",
+        "--loop", loop_name, "--max-connections", "100000",
+        stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert server.stderr is not None
+    while line := await server.stderr.readline():
+        if match := re.search(rb"listening on \S+ port (\d+)", line):
+            # keep reading its log, or a full pipe would stall it
+            _background.add(asyncio.ensure_future(_drain(server.stderr)))
+            return server, int(match.group(1))
+    raise BenchError("the spawned server did not start: " + (await server.stderr.read()).decode())
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
+
+
+async def _bench_workers(config: BenchConfig, argv: list[str]) -> BenchResult:
+    """Run the load in config.workers processes and merge their histograms exactly."""
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "aioecho",
+            *argv,
+            "--worker-share",
+            str(i),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for i in range(config.workers)
+    ]
+    outputs = await asyncio.gather(*(p.communicate() for p in procs))
+    results = []
+    for proc, (out, _) in zip(procs, outputs, strict=True):
+        if proc.returncode != 0:
+            raise BenchError(f"a bench worker failed with exit status {proc.returncode}")
+        results.append(BenchResult.from_wire(config, out.decode().strip().splitlines()[-1]))
+    return merge(results, config)
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
@@ -348,6 +527,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "server":
             loops.run(run_server(server_config(args)), args.loop)
+        elif args.command == "bench":
+            raw = list(argv) if argv is not None else sys.argv[1:]
+            return loops.run(run_bench_command(bench_config(args), args, raw), args.loop)
         else:
             messages = [os.fsencode(m) for m in args.messages] or list(SEED_MESSAGES)
             loops.run(run_client(client_config(args), messages), args.loop)

@@ -28,7 +28,7 @@ from .errors import AioechoError, ConnectError, EchoError, ResolveError, describ
 from .logs import ConnectionLog, preview
 from .tls import client_context, describe_tls_error
 
-__all__ = ["EchoClientProtocol", "echo", "stream_stdio"]
+__all__ = ["EchoClientProtocol", "connect", "echo", "stream_stdio"]
 
 _log = logging.getLogger("aioecho.client")
 _main_log = logging.getLogger("aioecho.main")
@@ -137,7 +137,7 @@ async def echo(
 async def _echo_messages(messages: list[bytes], config: ClientConfig, level: int) -> bytes:
     future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
     factory = functools.partial(EchoClientProtocol, messages, future, level=level)
-    transport, protocol = await _connect(factory, config)
+    transport, protocol = await connect(factory, config)
     try:
         return await _await_echo(future, lambda: len(protocol.received), config.timeout)
     except BaseException:
@@ -149,7 +149,7 @@ async def _echo_messages(messages: list[bytes], config: ClientConfig, level: int
         await protocol.closed
 
 
-async def _connect(factory: Callable[[], _P], config: ClientConfig) -> tuple[asyncio.Transport, _P]:
+async def connect(factory: Callable[[], _P], config: ClientConfig) -> tuple[asyncio.Transport, _P]:
     """A stream connection as config says: TCP (trying each address of the host in turn, with
     happy eyeballs where the loop offers it), TLS, or a Unix socket."""
     loop = asyncio.get_running_loop()
@@ -420,7 +420,7 @@ async def stream_stdio(config: ClientConfig, stdin_fd: int = 0, stdout_fd: int =
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
     output = _OutputPump(stdout_fd, loop)
-    transport, protocol = await _connect(
+    transport, protocol = await connect(
         functools.partial(StreamClientProtocol, done, output.write), config
     )
     output.transport = transport

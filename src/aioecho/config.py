@@ -6,6 +6,7 @@ place each (cli.server_config, cli.client_config); the library takes them direct
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Final
 
@@ -13,6 +14,7 @@ __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_MAX_BUFFER",
     "DEFAULT_PORT",
+    "BenchConfig",
     "ClientConfig",
     "ServerConfig",
     "parse_count",
@@ -192,3 +194,49 @@ def parse_rate(text: str) -> float:
     if not 0 < rate < float("inf"):
         raise ValueError(f"invalid rate {text!r}: must be more than 0")
     return rate
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchConfig:
+    """What `aioecho bench` sends, how, and for how long."""
+
+    target: ClientConfig = ClientConfig()  # where, and over what (TCP, TLS, Unix)
+    connections: int = 10
+    pipeline: int = 1  # closed loop: requests in flight per connection
+    rate: float = 0.0  # open loop: requests a second in total, at scheduled times; 0: closed
+    size: int = 1024  # bytes per request
+    duration: float = 10.0  # seconds measured, after the warm-up
+    requests: int = 0  # stop after this many measured requests instead; 0: by duration
+    warmup: float = 1.0  # seconds run but not measured
+    workers: int = 1  # processes sharing the load
+
+    def __post_init__(self) -> None:
+        if self.target.udp:
+            raise ValueError("the bench runs over TCP, TLS or Unix sockets, not UDP")
+        if self.connections < 1 or self.pipeline < 1 or self.workers < 1:
+            raise ValueError("--connections, --pipeline and --workers must be 1 or more")
+        if self.connections < self.workers:
+            raise ValueError("--connections must be at least --workers")
+        if self.size < 1:
+            raise ValueError("--size must be at least 1 byte")
+        if self.rate < 0 or self.duration <= 0 or self.warmup < 0 or self.requests < 0:
+            raise ValueError("--rate, --warmup and --requests must be 0 or more, --duration more")
+
+    @property
+    def closed_loop(self) -> bool:
+        return self.rate == 0
+
+    def share(self, worker: int) -> BenchConfig:
+        """This worker's part of the load: connections, rate and requests split evenly."""
+        n = self.workers
+
+        def split(total: int) -> int:
+            return total // n + (1 if worker < total % n else 0)
+
+        return dataclasses.replace(
+            self,
+            connections=split(self.connections),
+            rate=self.rate / n,
+            requests=split(self.requests) if self.requests else 0,
+            workers=1,
+        )
