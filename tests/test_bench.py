@@ -1,0 +1,167 @@
+"""`aioecho bench` reports the right numbers on known cases: a server with an injected delay, a
+server that stalls, a server that corrupts the echo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Iterator
+from typing import cast
+
+import pytest
+
+from support import in_thread_loop, run_cli
+
+
+class DelayedEcho(asyncio.Protocol):
+    """Echoes each chunk `delay` seconds after it came, in order; during [stall_at, +stall)
+    nothing goes out. Optionally flips the last byte of every chunk."""
+
+    def __init__(self, delay: float, stall_at: float | None, stall: float, corrupt: bool) -> None:
+        self.delay, self.stall_at, self.stall, self.corrupt = delay, stall_at, stall, corrupt
+        self.queue: deque[tuple[float, bytes]] = deque()  # (when due, chunk), in arrival order
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.loop = asyncio.get_running_loop()
+
+    def data_received(self, data: bytes) -> None:
+        if self.corrupt:
+            data = data[:-1] + bytes([data[-1] ^ 0xFF])
+        when = self.loop.time() + self.delay
+        if self.stall_at is not None and self.stall_at <= when < self.stall_at + self.stall:
+            when = self.stall_at + self.stall
+        self.queue.append((when, data))
+        if self.timer is None:
+            self.timer = self.loop.call_at(when, self._flush)
+
+    def _flush(self) -> None:
+        self.timer = None
+        while self.queue and self.queue[0][0] <= self.loop.time():
+            if not self.transport.is_closing():
+                self.transport.write(self.queue.popleft()[1])
+            else:
+                self.queue.clear()
+        if self.queue:
+            self.timer = self.loop.call_at(self.queue[0][0], self._flush)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+def start_server(
+    delay: float = 0.0, stall_after: float | None = None, stall: float = 0.0, corrupt: bool = False
+) -> Iterator[int]:
+    loop, thread = in_thread_loop("asyncio")
+
+    async def serve() -> asyncio.Server:
+        stall_at = None if stall_after is None else loop.time() + stall_after
+        return await loop.create_server(
+            lambda: DelayedEcho(delay, stall_at, stall, corrupt), "127.0.0.1", 0
+        )
+
+    server = asyncio.run_coroutine_threadsafe(serve(), loop).result(10)
+    yield server.sockets[0].getsockname()[1]
+    loop.call_soon_threadsafe(server.close)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
+
+
+def bench(port: int, *args: str) -> tuple[int, dict[str, float]]:
+    result = run_cli(
+        "bench", "-q", "--port", str(port), "--host", "127.0.0.1", "--json", *args, timeout=60
+    )
+    output = result.stdout.decode()
+    return result.returncode, json.loads(output)["result"] if output else {}
+
+
+@pytest.fixture
+def delayed_server() -> Iterator[int]:
+    yield from start_server(delay=0.020)
+
+
+def test_fixed_rate_against_a_known_delay(delayed_server: int) -> None:
+    rc, r = bench(delayed_server, "--rate", "200", "-c", "4", "--duration", "2", "--warmup", "0.3")
+    assert rc == 0
+    assert 20_000 <= r["p50_us"] <= 26_000  # the injected 20 ms, plus loopback and scheduling
+    assert r["min_us"] >= 20_000
+    assert 170 <= r["rps"] <= 230
+    assert r["errors"] == 0
+    assert r["mib_per_s"] == pytest.approx(r["rps"] * 1024 / 2**20, rel=0.01)
+
+
+def test_open_loop_shows_a_stall() -> None:
+    for port in start_server(delay=0.0, stall_after=1.0, stall=1.0):
+        rc, r = bench(port, "--rate", "200", "-c", "4", "--duration", "2.5", "--warmup", "0.2")
+        assert rc == 0
+        assert r["max_us"] >= 950_000  # the first request caught waited the whole second
+        assert r["p99_us"] >= 500_000  # a fifth of the requests were queued behind the stall
+        assert r["p50_us"] < 50_000
+
+
+def test_mismatch_is_counted_and_fails() -> None:
+    for port in start_server(corrupt=True):
+        rc, r = bench(port, "-c", "3", "--duration", "0.5", "--warmup", "0")
+        assert rc == 1
+        assert r["mismatches"] == 3  # one per connection, which is then closed
+
+
+def test_spawn_prints_a_table() -> None:
+    result = run_cli(
+        "bench", "--spawn", "--duration", "1", "--warmup", "0.2", "-c", "4", timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.decode().splitlines()
+    assert header.split()[:10] == [
+        "requests", "req/s", "MiB/s", "min", "p50", "p90", "p99", "p99.9", "max", "errors",
+    ]  # fmt: skip
+    values = [float(v) for v in row.split()]
+    assert values[0] > 100 and values[-1] == 0
+    assert values[3] <= values[4] <= values[5] <= values[6] <= values[7] <= values[8]
+    assert "main: aioecho bench: 127.0.0.1 port " in result.stderr.decode()
+
+
+def test_workers_merge_their_histograms(delayed_server: int) -> None:
+    rc, r = bench(delayed_server, "--workers", "2", "-c", "4", "--requests", "200", "--warmup", "0")
+    assert rc == 0
+    assert r["requests"] == 200
+    assert 20_000 <= r["p50_us"] <= 30_000
+
+
+def test_bench_over_unix_and_tls(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from support import ServerProcess
+    from transports import Certs, short_unix_path
+
+    path = short_unix_path()
+    with ServerProcess("--unix", path) as server:
+        server.start()
+        result = run_cli("bench", "--unix", path, "--duration", "0.5", "--warmup", "0", "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["result"]["requests"] > 0
+        assert server.stop() == 0
+    certs = Certs.make(Path(str(tmp_path)))
+    args = (
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--tls-cert",
+        str(certs.cert),
+        "--tls-key",
+        str(certs.key),
+    )
+    with ServerProcess(*args) as server:
+        server.start()
+        result = run_cli(
+            "bench", "--tls", "--cafile", str(certs.ca), "--host", "localhost", "--port",
+            str(server.port), "--duration", "0.5", "--warmup", "0", "--json",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["result"]["requests"] > 0
+        assert server.stop() == 0
