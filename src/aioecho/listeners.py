@@ -17,9 +17,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .config import ServerConfig
 from .errors import ListenError, ResolveError
 
-__all__ = ["Endpoint", "bind_all", "format_address", "remove_unix_socket", "resolve", "unix_socket"]
+__all__ = [
+    "Endpoint",
+    "announce",
+    "bind_all",
+    "format_address",
+    "open_sockets",
+    "remove_unix_socket",
+    "resolve",
+    "unix_socket",
+]
 
 _log = logging.getLogger("aioecho.main")
 
@@ -64,7 +74,31 @@ async def resolve(hosts: Iterable[str], types: Iterable[int]) -> list[Endpoint]:
     ]
 
 
-def bind_all(endpoints: list[Endpoint], port: int, backlog: int) -> list[socket.socket]:
+async def open_sockets(
+    config: ServerConfig, *, reuse_port: bool = False, listen: bool = True
+) -> tuple[list[socket.socket], int | None]:
+    """The sockets config asks for, bound, and the inode of the Unix socket file if one was made.
+
+    reuse_port: set SO_REUSEPORT on TCP sockets, so that other processes can listen on the same
+    port (--workers); listen=False only reserves the port number."""
+    if config.unix is not None:
+        sock, inode = unix_socket(config.unix, config.unix_mode, config.backlog)
+        return [sock], inode
+    kinds = [socket.SOCK_STREAM] * config.tcp + [socket.SOCK_DGRAM] * config.udp
+    endpoints = await resolve(config.hosts, kinds)
+    return bind_all(
+        endpoints, config.port, config.backlog, reuse_port=reuse_port, listen=listen
+    ), None
+
+
+def bind_all(
+    endpoints: list[Endpoint],
+    port: int,
+    backlog: int,
+    *,
+    reuse_port: bool = False,
+    listen: bool = True,
+) -> list[socket.socket]:
     """Bound sockets (listening, for TCP) on every endpoint, all with one port number."""
     any_ipv4 = any(e.family == socket.AF_INET for e in endpoints)
     for attempt in range(_PORT_ZERO_TRIES if port == 0 else 1):
@@ -72,7 +106,9 @@ def bind_all(endpoints: list[Endpoint], port: int, backlog: int) -> list[socket.
         chosen = port
         try:
             for endpoint in endpoints:
-                sock = _bound_socket(endpoint, chosen, backlog, dual_stack=not any_ipv4)
+                sock = _bound_socket(
+                    endpoint, chosen, backlog, not any_ipv4, reuse_port=reuse_port, listen=listen
+                )
                 socks.append(sock)
                 chosen = sock.getsockname()[1]
         except ListenError as err:
@@ -86,19 +122,23 @@ def bind_all(endpoints: list[Endpoint], port: int, backlog: int) -> list[socket.
     raise AssertionError("unreachable")
 
 
-def _bound_socket(endpoint: Endpoint, port: int, backlog: int, dual_stack: bool) -> socket.socket:
+def _bound_socket(
+    endpoint: Endpoint, port: int, backlog: int, dual_stack: bool, *, reuse_port: bool, listen: bool
+) -> socket.socket:
     sock = socket.socket(endpoint.family, endpoint.type)
     host = endpoint.sockaddr[0]
     try:
         if endpoint.type == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if endpoint.family == socket.AF_INET6:
             # '::' alone serves IPv4 too where the OS allows; beside an IPv4 address it must
             # not, or the two would ask for the same port twice.
             v6only = 0 if (host == "::" and dual_stack) else 1
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
         sock.bind((host, port, *endpoint.sockaddr[2:]))
-        if endpoint.type == socket.SOCK_STREAM:
+        if endpoint.type == socket.SOCK_STREAM and listen:
             sock.listen(backlog)
         sock.setblocking(False)
     except OSError as err:
@@ -155,3 +195,9 @@ def remove_unix_socket(path: str, inode: int) -> None:
     with contextlib.suppress(OSError):
         if os.lstat(path).st_ino == inode:
             os.unlink(path)
+
+
+def announce(sockets: Iterable[socket.socket], level: int) -> None:
+    """The 'listening on' line of each socket, which scripts read the port from."""
+    for sock in sockets:
+        _log.log(level, "listening on %s", format_address(sock.getsockname(), sock.type))

@@ -14,12 +14,12 @@ import functools
 import logging
 import resource
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final, cast
 
 from .config import DEFAULT_MAX_BUFFER, ServerConfig
 from .errors import describe_os_error
-from .listeners import bind_all, format_address, remove_unix_socket, resolve, unix_socket
+from .listeners import announce, open_sockets, remove_unix_socket
 from .logs import NOTICE, ConnectionLog, peer_name, preview
 from .ratelimit import UdpPolicy
 from .registry import Connections
@@ -137,7 +137,7 @@ class Server:
         self._connections = connections
         self._unix_inode = unix_inode  # of the socket file we made, removed on close
         self._closing: asyncio.Future[int] | None = None
-        self.unix_path = config.unix
+        self.unix_path = config.unix if unix_inode is not None else None
         self.addresses: list[tuple[str, int]] = [
             cast(tuple[str, int], sock.getsockname()[:2])
             for listener in listeners
@@ -209,11 +209,15 @@ class Server:
         await self.close()
 
 
-async def serve(config: ServerConfig | None = None) -> Server:
+async def serve(
+    config: ServerConfig | None = None, *, sockets: Sequence[socket.socket] | None = None
+) -> Server:
     """Listen as config says (TCP, TLS, UDP, Unix socket) and echo for every peer.
 
     Returns a Server that tells where it listens (one port for every listener, also when port 0
     asks for a free one). Raises ResolveError, ListenError or TLSSetupError if it cannot start.
+    sockets: serve these, already bound (a worker process's), instead of opening any; then
+    nothing is announced and no Unix socket file is removed on close.
     """
     config = config or ServerConfig()
     loop = asyncio.get_running_loop()
@@ -229,37 +233,35 @@ async def serve(config: ServerConfig | None = None) -> Server:
         factory = functools.partial(
             TLSAcceptProtocol, server_context(config.tls_cert, config.tls_key), factory
         )
+    unix_inode = None
+    if sockets is None:
+        _main_log.info("starting up on %s", describe_target(config))
+        sockets, unix_inode = await open_sockets(config)
+        announce(sockets, NOTICE)
     listeners: list[asyncio.Server] = []
     datagrams: list[tuple[asyncio.DatagramTransport, EchoDatagramProtocol]] = []
-    unix_inode = None
+    policy = UdpPolicy(config.udp_rate)
+    for sock in sockets:
+        if sock.type == socket.SOCK_DGRAM:
+            datagrams.append(
+                await loop.create_datagram_endpoint(
+                    functools.partial(EchoDatagramProtocol, policy), sock=sock
+                )
+            )
+        elif sock.family == socket.AF_UNIX:
+            listeners.append(
+                await loop.create_unix_server(factory, sock=sock, backlog=config.backlog)
+            )
+        else:
+            listeners.append(await loop.create_server(factory, sock=sock, backlog=config.backlog))
+    return Server(config, listeners, datagrams, connections, unix_inode)
+
+
+def describe_target(config: ServerConfig) -> str:
+    """'localhost port 10000' or the Unix socket path, as the start-up line gives it."""
     if config.unix is not None:
-        _main_log.info("starting up on %s", config.unix)
-        sock, unix_inode = unix_socket(config.unix, config.unix_mode, config.backlog)
-        listeners.append(await loop.create_unix_server(factory, sock=sock, backlog=config.backlog))
-    else:
-        _main_log.info("starting up on %s port %d", ", ".join(config.hosts), config.port)
-        kinds = [socket.SOCK_STREAM] * config.tcp + [socket.SOCK_DGRAM] * config.udp
-        endpoints = await resolve(config.hosts, kinds)
-        policy = UdpPolicy(config.udp_rate)
-        for sock in bind_all(endpoints, config.port, config.backlog):
-            if sock.type == socket.SOCK_STREAM:
-                listeners.append(
-                    await loop.create_server(factory, sock=sock, backlog=config.backlog)
-                )
-            else:
-                datagrams.append(
-                    await loop.create_datagram_endpoint(
-                        functools.partial(EchoDatagramProtocol, policy), sock=sock
-                    )
-                )
-    server = Server(config, listeners, datagrams, connections, unix_inode)
-    for address in server.addresses:
-        _main_log.log(NOTICE, "listening on %s", format_address(address))
-    for address in server.udp_addresses:
-        _main_log.log(NOTICE, "listening on %s", format_address(address, socket.SOCK_DGRAM))
-    if server.unix_path is not None:
-        _main_log.log(NOTICE, "listening on %s", server.unix_path)
-    return server
+        return config.unix
+    return f"{', '.join(config.hosts)} port {config.port}"
 
 
 def _affordable_connections(wanted: int) -> int:
