@@ -28,7 +28,7 @@ typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy --strict src
 
 test: lint typecheck
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest
 
 soak: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m slow

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,9 +33,11 @@ from .config import (
     parse_size,
 )
 from .errors import AioechoError, EchoError, ExitStatus, describe_os_error
+from .listeners import open_sockets
 from .logs import NOTICE, configure
 from .server import serve
 from .udp import echo_datagrams
+from .workers import supervise, worker_count
 
 __all__ = ["main"]
 
@@ -189,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="log the statistics every SECONDS; they are logged at shutdown and on SIGUSR1 too",
     )
+    server.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port, supervised and restarted; 0: one per CPU "
+        "(default 1: no supervisor)",
+    )
+    server.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
+    server.add_argument("--worker-fds", default=None, help=argparse.SUPPRESS)
+    server.add_argument("--worker-reuse-port", action="store_true", help=argparse.SUPPRESS)
     server.add_argument(
         "--max-buffer",
         type=_checked(parse_size),
@@ -458,7 +472,8 @@ class _LoopErrorLog:
         _main_log.error("%s%s", text, more)
 
 
-async def run_server(config: ServerConfig) -> None:
+async def run_server(config: ServerConfig, args: argparse.Namespace | None = None) -> None:
+    """The server until SIGINT/SIGTERM. args: a worker's hidden arguments, when it is one."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_LoopErrorLog())
     _main_log.info("using %s", loops.describe(loop))
@@ -466,7 +481,12 @@ async def run_server(config: ServerConfig) -> None:
     # Before serve(): a script may signal as soon as it reads the listening line.
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    server = await serve(config)
+    if args is not None and args.worker_id is not None:
+        server = await serve(config, sockets=await _worker_sockets(config, args))
+        watcher = asyncio.ensure_future(_stop_when_orphaned(stop))
+    else:
+        server = await serve(config)
+        watcher = None
 
     def log_stats(level: int = NOTICE) -> None:
         _stats_log.log(level, "%s", server.stats().line())
@@ -476,10 +496,34 @@ async def run_server(config: ServerConfig) -> None:
     ticker = asyncio.ensure_future(_every(config.stats_interval, log_stats))
     await stop.wait()
     ticker.cancel()
+    if watcher is not None:
+        watcher.cancel()
     for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal ends the drain at once
         loop.add_signal_handler(signum, server.abort)
     await server.close()
     log_stats(logging.INFO)
+
+
+async def _worker_sockets(config: ServerConfig, args: argparse.Namespace) -> list[socket.socket]:
+    """A worker's sockets: those its supervisor opened, and with SO_REUSEPORT its own TCP ones."""
+    fds = (
+        [] if args.worker_fds in (None, "none") else [int(fd) for fd in args.worker_fds.split(",")]
+    )
+    sockets = [socket.socket(fileno=fd) for fd in fds]
+    if args.worker_reuse_port and config.tcp:
+        own, _ = await open_sockets(
+            dataclasses.replace(config, udp=False), reuse_port=True, listen=True
+        )
+        sockets += own
+    return sockets
+
+
+async def _stop_when_orphaned(stop: asyncio.Event) -> None:
+    """A worker whose supervisor has gone (killed outright) stops by itself."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    stop.set()
 
 
 async def _every(interval: float, action: Callable[[], None]) -> None:
@@ -523,10 +567,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "client" and args.udp and args.messages == ["-"]:
         parser.error("--udp sends messages as datagrams: it does not stream stdin (-)")
-    configure(1 if args.verbose else -1 if args.quiet else 0)
+    tag = f"worker{args.worker_id}" if getattr(args, "worker_id", None) is not None else None
+    configure(1 if args.verbose else -1 if args.quiet else 0, tag=tag)
     try:
         if args.command == "server":
-            loops.run(run_server(server_config(args)), args.loop)
+            workers = worker_count(args.workers)
+            raw = list(argv) if argv is not None else sys.argv[1:]
+            if workers > 1 and args.worker_id is None:
+                loops.run(supervise(server_config(args), workers, raw), args.loop)
+            else:
+                loops.run(run_server(server_config(args), args), args.loop)
         elif args.command == "bench":
             raw = list(argv) if argv is not None else sys.argv[1:]
             return loops.run(run_bench_command(bench_config(args), args, raw), args.loop)

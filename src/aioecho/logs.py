@@ -48,7 +48,11 @@ class ConnectionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 class _SeedFormatter(logging.Formatter):
-    """`NAME: message`: the connection's name, else the logger's without its `aioecho.`."""
+    """`NAME: message`: the connection's name, else the logger's without its `aioecho.`;
+    a worker process puts its own name first: `worker2: NAME: message`."""
+
+    def __init__(self, tag: str | None) -> None:
+        super().__init__(f"{tag}: %(who)s: %(message)s" if tag else "%(who)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         who = getattr(record, "conn", None)
@@ -58,11 +62,12 @@ class _SeedFormatter(logging.Formatter):
         return super().format(record)
 
 
-def configure(verbosity: int, stream: TextIO | None = None) -> None:
-    """Send log lines to stderr. verbosity: -1 quiet (NOTICE), 0 INFO, 1 DEBUG (with asyncio's)."""
+def configure(verbosity: int, stream: TextIO | None = None, tag: str | None = None) -> None:
+    """Send log lines to stderr. verbosity: -1 quiet (NOTICE), 0 INFO, 1 DEBUG (with asyncio's).
+    tag: a prefix for every line (a worker process's name)."""
     level = {-1: NOTICE, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(_SeedFormatter("%(who)s: %(message)s"))
+    handler.setFormatter(_SeedFormatter(tag))
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
