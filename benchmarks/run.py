@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Reproduce every figure of the README's performance section, in one run on this machine.
+
+Uses the native instruments in ../shared/bench (cecho, echoload, compare.py, the bare asyncio
+baseline) and `aioecho bench`. Servers are pinned to CPU 0 and the load to CPU 1 (compare.py's
+rule). Writes benchmarks/results.json and benchmarks/results.md, and benchmarks/results.png
+when matplotlib is installed (`.venv/bin/pip install '.[plot]'`).
+
+    .venv/bin/python benchmarks/run.py            # about 15 minutes
+    .venv/bin/python benchmarks/run.py --quick    # about 4 minutes, fewer sizes and repetitions
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SHARED = ROOT.parent / "shared" / "bench"
+sys.path.insert(0, str(SHARED))
+import compare  # noqa: E402  (the shared instruments: build, start, stop, free_port, BIN)
+
+PY = sys.executable
+AIOECHO = f"{PY} -m aioecho server -q --host 127.0.0.1 --port {{port}} --max-connections 20000"
+SERVERS = {
+    "c": f"{compare.BIN / 'cecho'} 127.0.0.1 {{port}}",
+    "baseline": f"{PY} {SHARED / 'baseline_proto.py'} {{port}}",
+    "baseline-uvloop": f"{PY} {SHARED / 'baseline_proto.py'} {{port}} --uvloop",
+    "aioecho": AIOECHO,
+    "aioecho-asyncio": AIOECHO + " --loop asyncio",
+}
+
+
+def run_compare(size: int, conns: int, reps: int, duration: float) -> dict[str, dict]:
+    out = HERE / f".compare-{size}-{conns}.json"
+    argv = [PY, str(SHARED / "compare.py"), "--python", PY, "--size", str(size),
+            "--conns", str(conns), "--reps", str(reps), "--duration", str(duration),
+            "--json", str(out)]  # fmt: skip
+    for name in ("c", "baseline", "baseline-uvloop"):
+        argv += ["--ref", name]
+    argv += ["--server", f"aioecho={SERVERS['aioecho']}"]
+    argv += ["--server", f"aioecho-asyncio={SERVERS['aioecho-asyncio']}"]
+    print(subprocess.run(argv, check=True, capture_output=True, text=True).stdout, flush=True)
+    summary = json.loads(out.read_text())["summary"]
+    out.unlink()
+    return summary
+
+
+def echoload(port: int, *args: str, timeout: float = 120) -> dict:
+    argv = ["taskset", "-c", "1", str(compare.BIN / "echoload"), "-p", str(port), *args]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def bulk(duration: float) -> dict[str, float]:
+    result = {}
+    for name, cmd in SERVERS.items():
+        port = compare.free_port()
+        proc = compare.start(cmd, port)
+        try:
+            result[name] = echoload(port, "--bulk", "-d", str(duration))["echoed_mibps"]
+        finally:
+            compare.stop(proc)
+        print(f"bulk {name}: {result[name]:.0f} MiB/s", flush=True)
+    return result
+
+
+def rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+
+
+def idle(count: int) -> dict[str, float]:
+    """Server RSS per idle connection: RSS while holding `count` connections minus before."""
+    result = {}
+    for name in ("baseline", "baseline-uvloop", "aioecho", "aioecho-asyncio"):
+        port = compare.free_port()
+        proc = compare.start(SERVERS[name], port)
+        try:
+            before = rss_kib(proc.pid)
+            load = subprocess.Popen(
+                ["taskset", "-c", "1", str(compare.BIN / "echoload"), "-p", str(port), "--idle",
+                 "-c", str(count), "--hold", "3"],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert load.stdout is not None
+            for line in load.stdout:
+                if line.startswith("holding"):
+                    break
+            time.sleep(0.5)  # let the server finish the last reads before sampling
+            held = rss_kib(proc.pid)
+            load.wait(60)
+            result[name] = (held - before) / count
+        finally:
+            compare.stop(proc)
+        print(f"idle {name}: {result[name]:.2f} KiB per connection", flush=True)
+    return result
+
+
+def bench_ceiling(duration: float) -> dict[str, float]:
+    """Requests/s that one `aioecho bench` process drives against the C server, against what
+    the native echoload drives, same pinning, same run."""
+    port = compare.free_port()
+    proc = compare.start(SERVERS["c"], port)
+    try:
+        native = echoload(port, "-c", "10", "-s", "1024", "-d", str(duration), "-w", "0.5")["rps"]
+        argv = ["taskset", "-c", "1", PY, "-m", "aioecho", "bench", "-q", "--host", "127.0.0.1",
+                "--port", str(port), "-c", "10", "--size", "1024", "--duration", str(duration),
+                "--warmup", "0.5", "--json"]  # fmt: skip
+        ours = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    finally:
+        compare.stop(proc)
+    rps = ours["result"]["rps"]
+    print(f"bench ceiling: echoload {native:.0f} req/s, aioecho bench {rps:.0f} req/s", flush=True)
+    return {"echoload_rps": native, "aioecho_bench_rps": rps, "ratio": rps / native}
+
+
+def workers(duration: float) -> dict[str, float]:
+    """Requests/s of `aioecho server --workers N`, unpinned: on two cores the load generator
+    shares the machine with the workers."""
+    result = {}
+    for count in (1, 2):
+        port = compare.free_port()
+        cmd = f"{PY} -m aioecho server -q --host 127.0.0.1 --port {port} --workers {count}"
+        proc = subprocess.Popen(cmd.split(), stderr=subprocess.DEVNULL, start_new_session=True)
+        compare.wait_listening(port, proc)
+        time.sleep(1.0)  # the workers start after the parent listens
+        try:
+            out = subprocess.run(
+                [str(compare.BIN / "echoload"), "-p", str(port), "-c", "20", "-s", "1024",
+                 "-d", str(duration), "-w", "0.5"],
+                capture_output=True, text=True, timeout=120,
+            ).stdout  # fmt: skip
+            result[f"workers_{count}_rps"] = json.loads(out.strip().splitlines()[-1])["rps"]
+        finally:
+            compare.stop(proc)
+        print(f"workers {count}: {result[f'workers_{count}_rps']:.0f} req/s", flush=True)
+    return result
+
+
+def markdown(results: dict) -> str:
+    lines = ["# Benchmark results", "", f"Measured {results['when']} with `benchmarks/run.py"
+             f"{' --quick' if results['quick'] else ''}`.", ""]  # fmt: skip
+    for key, table in results["requests"].items():
+        lines += [f"## Requests, {key}", ""]
+        lines += ["| server | phase | req/s | p99 us | CPU us/req | CPU vs C |", "|---" * 6 + "|"]
+        c = table["c"]
+        for name, phases in table.items():
+            for phase in ("cold", "warm"):
+                x = phases[phase]
+                ratio = x["cpu_us_per_req"] / c[phase]["cpu_us_per_req"]
+                lines.append(f"| {name} | {phase} | {x['rps']:.0f} | {x['p99_us']:.0f} | "
+                             f"{x['cpu_us_per_req']:.2f} | {ratio:.2f} |")  # fmt: skip
+        lines.append("")
+    lines += [
+        "## Bulk (one connection streaming both ways)",
+        "",
+        "| server | MiB/s | vs C |",
+        "|---|---|---|",
+    ]
+    for name, mib in results["bulk"].items():
+        lines.append(f"| {name} | {mib:.0f} | {mib / results['bulk']['c']:.2f} |")
+    lines += ["", "## Idle connections", "", "| server | KiB per connection |", "|---|---|"]
+    lines += [f"| {n} | {v:.2f} |" for n, v in results["idle"].items()]
+    b = results["bench_ceiling"]
+    lines += ["", "## Load generator ceiling (1 KiB x 10 connections, against cecho)", ""]
+    lines += [
+        f"echoload {b['echoload_rps']:.0f} req/s, aioecho bench {b['aioecho_bench_rps']:.0f} "
+        f"req/s: {b['ratio']:.2f}x",
+        "",
+        "## Workers (unpinned, 20 connections)",
+        "",
+    ]
+    lines += [f"- {k}: {v:.0f} req/s" for k, v in results["workers"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install '.[plot]')")
+        return
+    sizes = sorted(int(k.split()[0]) for k in results["requests"] if k.endswith("x 10"))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in SERVERS:
+        rps = [results["requests"][f"{s} x 10"][name]["warm"]["rps"] for s in sizes]
+        p99 = [results["requests"][f"{s} x 10"][name]["warm"]["p99_us"] for s in sizes]
+        ax1.plot(sizes, rps, marker="o", label=name)
+        ax2.plot(sizes, p99, marker="o", label=name)
+    for ax, title in ((ax1, "requests/s (warm)"), (ax2, "p99 latency, us (warm)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("message size, bytes (10 connections)")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+    ax1.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(HERE / "results.png", dpi=110)
+    print(f"wrote {HERE / 'results.png'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer sizes, one repetition")
+    args = parser.parse_args()
+    compare.build()
+    sizes = [64, 1024, 16384, 102400] if args.quick else [64, 256, 1024, 4096, 16384, 102400]
+    reps, duration = (1, 2.0) if args.quick else (3, 3.0)
+    results: dict = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "quick": args.quick,
+    }
+    results["requests"] = {f"{s} x 10": run_compare(s, 10, reps, duration) for s in sizes}
+    results["requests"]["1024 x 100"] = run_compare(1024, 100, reps, duration)
+    results["bulk"] = bulk(duration)
+    results["idle"] = idle(10_000)
+    results["bench_ceiling"] = bench_ceiling(duration)
+    results["workers"] = workers(duration)
+    (HERE / "results.json").write_text(json.dumps(results, indent=1))
+    (HERE / "results.md").write_text(markdown(results))
+    plot(results)
+    print(f"wrote {HERE / 'results.json'} and {HERE / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()
