@@ -37,6 +37,8 @@ def peer_name(prefix: str, peername: Any) -> str:
     so it gets a number: EchoServer_unix_7."""
     if isinstance(peername, tuple) and len(peername) >= 2:
         return f"{prefix}_{peername[0]}_{peername[1]}"
+    if peername is None:  # the transport no longer knows (uvloop, once closed)
+        return f"{prefix}_unknown"
     return f"{prefix}_unix_{next(_unnamed_peers)}"
 
 

@@ -20,7 +20,7 @@ from typing import Final, cast
 from .config import DEFAULT_MAX_BUFFER, ServerConfig
 from .errors import describe_os_error
 from .listeners import announce, open_sockets, remove_unix_socket
-from .logs import NOTICE, ConnectionLog, peer_name, preview
+from .logs import NOTICE, peer_name, preview
 from .ratelimit import UdpPolicy
 from .registry import Connections
 from .stats import StatsSnapshot
@@ -44,6 +44,22 @@ class EchoServerProtocol(asyncio.Protocol):
     and the protocol stops reading from that peer until resume_writing().
     """
 
+    # Slots, and a log name made only when a line is logged: with 10,000 idle connections the
+    # per-connection footprint is the figure that matters (README, Performance).
+    __slots__ = (
+        "_admitted",
+        "_close_reason",
+        "_connections",
+        "_debug",
+        "_max_buffer",
+        "_name",
+        "bytes_in",
+        "idle_mark",
+        "idle_since",
+        "transport",
+        "unsent_at_close",
+    )
+
     def __init__(
         self, *, max_buffer: int = DEFAULT_MAX_BUFFER, connections: Connections | None = None
     ) -> None:
@@ -52,12 +68,12 @@ class EchoServerProtocol(asyncio.Protocol):
         self._debug = False  # per-chunk lines are on: cached off the hot path
         self._admitted = False  # not refused by --max-connections
         self._close_reason: str | None = None  # why we ended it, when we did
+        self._name: str | None = None  # EchoServer_{host}_{port}, once a line needs it
         self.bytes_in = 0  # received, and so handed back to the transport
         self.unsent_at_close = 0  # echo still queued when we aborted
         self.idle_mark: tuple[int, int] = (-1, -1)  # the idle sweep's last view of the counters
         self.idle_since = 0.0  # loop time at which idle_mark last changed
         self.transport: asyncio.Transport  # set in connection_made
-        self.log: ConnectionLog  # set in connection_made
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not isinstance-checked: uvloop's transports are not asyncio.Transport subclasses.
@@ -66,26 +82,24 @@ class EchoServerProtocol(asyncio.Protocol):
             self.transport.close()  # counted and logged (rate-limited) by the registry
             return
         self._admitted = True
-        self.log = ConnectionLog(
-            _log, peer_name("EchoServer", transport.get_extra_info("peername"))
-        )
         self._debug = _log.isEnabledFor(logging.DEBUG)
         self.transport.set_write_buffer_limits(high=self._max_buffer)
-        self.log.info("connection accepted")
+        if _log.isEnabledFor(logging.INFO):
+            self._log(logging.INFO, "connection accepted")
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
         if self._debug:
-            self.log.debug("received %s", preview(data))
+            self._log(logging.DEBUG, "received %s", preview(data))
             self.transport.write(data)
-            self.log.debug("sent %s", preview(data))
+            self._log(logging.DEBUG, "sent %s", preview(data))
         else:
             self.transport.write(data)
 
     def eof_received(self) -> bool:
         """Half-close: the transport sends our EOF after the pending echo, then closes."""
         if self._debug:
-            self.log.debug("received EOF")
+            self._log(logging.DEBUG, "received EOF")
         if self.transport.can_write_eof():
             self.transport.write_eof()
         return False
@@ -94,11 +108,11 @@ class EchoServerProtocol(asyncio.Protocol):
         if not self._admitted:
             return
         if exc is not None:
-            self.log.warning("closing: %s", describe_os_error(exc))
+            self._log(logging.WARNING, "closing: %s", describe_os_error(exc))
         elif self._close_reason is not None:
-            self.log.info("closing: %s", self._close_reason)
+            self._log(logging.INFO, "closing: %s", self._close_reason)
         else:
-            self.log.info("closing")
+            self._log(logging.INFO, "closing")
         if self._connections is not None:
             self._connections.discard(self, exc)
 
@@ -114,6 +128,14 @@ class EchoServerProtocol(asyncio.Protocol):
         self._close_reason = reason
         self.unsent_at_close = self.transport.get_write_buffer_size()
         self.transport.abort()
+
+    def _log(self, level: int, message: str, *args: object) -> None:
+        """A line that starts `EchoServer_{host}_{port}: ` (the seed's per-peer logger name)."""
+        if not _log.isEnabledFor(level):
+            return
+        if self._name is None:
+            self._name = peer_name("EchoServer", self.transport.get_extra_info("peername"))
+        _log.log(level, message, *args, extra={"conn": self._name})
 
 
 class Server:
