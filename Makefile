@@ -31,7 +31,7 @@ test: lint typecheck
 	$(BIN)/python -m pytest
 
 soak: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m slow -s
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

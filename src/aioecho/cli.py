@@ -41,6 +41,10 @@ from .workers import supervise, worker_count
 
 __all__ = ["main"]
 
+_SERVER = ServerConfig()  # the defaults: config.py is their one home
+_CLIENT = ClientConfig()
+_BENCH = BenchConfig()
+
 _main_log = logging.getLogger("aioecho.main")
 
 
@@ -138,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--drain-timeout",
         type=_checked(parse_seconds),
-        default=5.0,
+        default=_SERVER.drain_timeout,
         metavar="SECONDS",
         help="on SIGINT/SIGTERM, time open connections get to finish (default %(default)s)",
     )
@@ -148,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--unix-mode",
         type=_checked(parse_mode),
-        default=0o600,
+        default=_SERVER.unix_mode,
         metavar="MODE",
         help="permissions of the Unix socket, in chmod's octal form (default 600: owner only)",
     )
@@ -157,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--udp-rate",
         type=_checked(parse_rate),
-        default=200.0,
+        default=_SERVER.udp_rate,
         metavar="N",
         help="UDP datagrams echoed per second per source address, burst N (default 200)",
     )
@@ -166,14 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--max-connections",
         type=_checked(parse_count),
-        default=10_000,
+        default=_SERVER.max_connections,
         metavar="N",
         help="open connections at most; more are accepted and closed at once (default 10000)",
     )
     server.add_argument(
         "--idle-timeout",
         type=_checked(parse_seconds),
-        default=300.0,
+        default=_SERVER.idle_timeout,
         metavar="SECONDS",
         help="close a connection with nothing sent or received for this long; 0 never "
         "(default 300)",
@@ -181,20 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--backlog",
         type=_checked(parse_count),
-        default=1024,
+        default=_SERVER.backlog,
         metavar="N",
         help="queue of connections waiting to be accepted (default 1024)",
     )
     server.add_argument(
         "--stats-interval",
         type=_checked(parse_seconds),
-        default=0.0,
+        default=_SERVER.stats_interval,
         metavar="SECONDS",
         help="log the statistics every SECONDS; they are logged at shutdown and on SIGUSR1 too",
     )
     server.add_argument(
         "--workers",
-        type=int,
+        type=_checked(lambda text: parse_count(text, minimum=0)),
         default=1,
         metavar="N",
         help="worker processes sharing the port, supervised and restarted; 0: one per CPU "
@@ -236,14 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument(
         "--retries",
         type=int,
-        default=3,
+        default=_CLIENT.retries,
         metavar="N",
         help="UDP: resend a datagram with no echo up to N times (default %(default)s)",
     )
     client.add_argument(
         "--timeout",
         type=_checked(parse_seconds),
-        default=10.0,
+        default=_CLIENT.timeout,
         metavar="SECONDS",
         help="bound on connecting and on any silence while echo is owed (default %(default)s)",
     )
@@ -276,34 +280,50 @@ def _bench_parser(commands: Any) -> None:
     bench.add_argument("--cafile", metavar="CA", help="PEM CA certificates to verify with")
     bench.add_argument("--insecure", action="store_true", help="TLS without verification")
     count = _checked(parse_count)
-    bench.add_argument("--connections", "-c", type=count, default=10, metavar="N")
+    bench.add_argument("--connections", "-c", type=count, default=_BENCH.connections, metavar="N")
     bench.add_argument(
-        "--pipeline", type=count, default=1, metavar="K", help="closed loop: requests in flight"
+        "--pipeline",
+        type=count,
+        default=_BENCH.pipeline,
+        metavar="K",
+        help="closed loop: requests in flight",
     )
     bench.add_argument(
         "--rate",
         type=_checked(parse_rate),
-        default=0.0,
+        default=_BENCH.rate,
         metavar="R",
         help="open loop: R requests/s in total, latency from each scheduled send time",
     )
     bench.add_argument(
-        "--size", type=_checked(parse_size), default=1024, metavar="BYTES", help="e.g. 64, 1KiB"
+        "--size",
+        type=_checked(parse_size),
+        default=_BENCH.size,
+        metavar="BYTES",
+        help="e.g. 64, 1KiB",
     )
-    bench.add_argument("--duration", type=_checked(parse_seconds), default=10.0, metavar="SECONDS")
+    bench.add_argument(
+        "--duration", type=_checked(parse_seconds), default=_BENCH.duration, metavar="SECONDS"
+    )
     bench.add_argument(
         "--requests", type=count, default=0, metavar="N", help="stop after N requests instead"
     )
-    bench.add_argument("--warmup", type=_checked(parse_seconds), default=1.0, metavar="SECONDS")
+    bench.add_argument(
+        "--warmup", type=_checked(parse_seconds), default=_BENCH.warmup, metavar="SECONDS"
+    )
     bench.add_argument(
         "--timeout",
         type=_checked(parse_seconds),
-        default=10.0,
+        default=_BENCH.target.timeout,
         metavar="SECONDS",
         help="a request not back within this counts as timed out (default %(default)s)",
     )
     bench.add_argument(
-        "--workers", type=count, default=1, metavar="N", help="processes sharing the load"
+        "--workers",
+        type=count,
+        default=_BENCH.workers,
+        metavar="N",
+        help="processes sharing the load",
     )
     bench.add_argument("--json", action="store_true", help="print the result as JSON")
     bench.add_argument(

@@ -163,14 +163,14 @@ class ClientConfig:
         return self.unix if self.unix is not None else f"{self.host} port {self.port}"
 
 
-def parse_count(text: str) -> int:
-    """A whole number, 1 or more."""
+def parse_count(text: str, minimum: int = 1) -> int:
+    """A whole number, `minimum` (1) or more."""
     try:
         count = int(text, 10)
     except ValueError:
         raise ValueError(f"invalid number {text!r}: not a whole number") from None
-    if count < 1:
-        raise ValueError(f"invalid number {count}: must be 1 or more")
+    if count < minimum:
+        raise ValueError(f"invalid number {count}: must be {minimum} or more")
     return count
 
 
