@@ -228,14 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MSG",
         help="messages to send in turn (default: the seed's three parts); - streams stdin",
     )
-    client.add_argument("--host", default=DEFAULT_HOST, help="server (default %(default)s)")
-    _common(client)
-    client.add_argument("--unix", metavar="PATH", help="connect to a Unix socket")
-    client.add_argument("--tls", action="store_true", help="speak TLS, verifying the server")
-    client.add_argument("--cafile", metavar="CA", help="PEM CA certificates to verify with")
-    client.add_argument(
-        "--insecure", action="store_true", help="TLS without verifying the server at all"
-    )
+    _target_options(client)
     client.add_argument("--udp", action="store_true", help="send each message as one datagram")
     client.add_argument(
         "--retries",
@@ -243,13 +236,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=_CLIENT.retries,
         metavar="N",
         help="UDP: resend a datagram with no echo up to N times (default %(default)s)",
-    )
-    client.add_argument(
-        "--timeout",
-        type=_checked(parse_seconds),
-        default=_CLIENT.timeout,
-        metavar="SECONDS",
-        help="bound on connecting and on any silence while echo is owed (default %(default)s)",
     )
     _bench_parser(commands)
     return parser
@@ -265,6 +251,41 @@ exit status: 0 every echo was right, 1 mismatches, resets or timeouts (or no req
 """
 
 
+def _target_options(
+    parser: argparse.ArgumentParser,
+    timeout_help: str = "bound on connecting and on any silence while echo is owed",
+) -> None:
+    """Where a client or the bench connects, and how: shared by both, mapped by _target()."""
+    parser.add_argument("--host", default=DEFAULT_HOST, help="server (default %(default)s)")
+    _common(parser)
+    parser.add_argument("--unix", metavar="PATH", help="connect to a Unix socket")
+    parser.add_argument("--tls", action="store_true", help="speak TLS, verifying the server")
+    parser.add_argument("--cafile", metavar="CA", help="PEM CA certificates to verify with")
+    parser.add_argument(
+        "--insecure", action="store_true", help="TLS without verifying the server at all"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_checked(parse_seconds),
+        default=_CLIENT.timeout,
+        metavar="SECONDS",
+        help=f"{timeout_help} (default %(default)s)",
+    )
+
+
+def _target(args: argparse.Namespace, **more: Any) -> ClientConfig:
+    return ClientConfig(
+        host=args.host,
+        port=args.port,
+        unix=args.unix,
+        tls=args.tls,
+        cafile=args.cafile,
+        insecure=args.insecure,
+        timeout=args.timeout,
+        **more,
+    )
+
+
 def _bench_parser(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
@@ -273,12 +294,7 @@ def _bench_parser(commands: Any) -> None:
         epilog=BENCH_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    bench.add_argument("--host", default=DEFAULT_HOST, help="server (default %(default)s)")
-    _common(bench)
-    bench.add_argument("--unix", metavar="PATH", help="connect to a Unix socket")
-    bench.add_argument("--tls", action="store_true", help="speak TLS, verifying the server")
-    bench.add_argument("--cafile", metavar="CA", help="PEM CA certificates to verify with")
-    bench.add_argument("--insecure", action="store_true", help="TLS without verification")
+    _target_options(bench, timeout_help="a request not back within this counts as timed out")
     count = _checked(parse_count)
     bench.add_argument("--connections", "-c", type=count, default=_BENCH.connections, metavar="N")
     bench.add_argument(
@@ -312,13 +328,6 @@ def _bench_parser(commands: Any) -> None:
         "--warmup", type=_checked(parse_seconds), default=_BENCH.warmup, metavar="SECONDS"
     )
     bench.add_argument(
-        "--timeout",
-        type=_checked(parse_seconds),
-        default=_BENCH.target.timeout,
-        metavar="SECONDS",
-        help="a request not back within this counts as timed out (default %(default)s)",
-    )
-    bench.add_argument(
         "--workers",
         type=count,
         default=_BENCH.workers,
@@ -333,17 +342,8 @@ def _bench_parser(commands: Any) -> None:
 
 
 def bench_config(args: argparse.Namespace) -> BenchConfig:
-    target = ClientConfig(
-        host=args.host,
-        port=args.port,
-        unix=args.unix,
-        tls=args.tls,
-        cafile=args.cafile,
-        insecure=args.insecure,
-        timeout=args.timeout,
-    )
     return BenchConfig(
-        target=target,
+        target=_target(args),
         connections=args.connections,
         pipeline=args.pipeline,
         rate=args.rate,
@@ -457,17 +457,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
 
 
 def client_config(args: argparse.Namespace) -> ClientConfig:
-    return ClientConfig(
-        host=args.host,
-        port=args.port,
-        unix=args.unix,
-        tls=args.tls,
-        cafile=args.cafile,
-        insecure=args.insecure,
-        udp=args.udp,
-        retries=args.retries,
-        timeout=args.timeout,
-    )
+    return _target(args, udp=args.udp, retries=args.retries)
 
 
 class _LoopErrorLog:
