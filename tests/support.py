@@ -107,8 +107,14 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(WAIT)
+        # --workers: workers run in sessions of their own; a failed test must not leave them
+        # holding the stderr pipe (and this reader) open
+        for line in list(self.lines):
+            if match := re.search(r"^main: worker \d+ started \(pid (\d+)\)$", line):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(match.group(1)), signal.SIGKILL)
         self._reader.join(WAIT)
-        if self.proc.stderr:
+        if self.proc.stderr and not self._reader.is_alive():
             self.proc.stderr.close()
 
     def rss_kib(self) -> int:

@@ -207,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
     server.add_argument("--worker-fds", default=None, help=argparse.SUPPRESS)
     server.add_argument("--worker-reuse-port", action="store_true", help=argparse.SUPPRESS)
+    server.add_argument("--worker-parent", type=int, default=None, help=argparse.SUPPRESS)
+    server.add_argument("--worker-ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     server.add_argument(
         "--max-buffer",
         type=_checked(parse_size),
@@ -493,7 +495,10 @@ async def run_server(config: ServerConfig, args: argparse.Namespace | None = Non
         loop.add_signal_handler(signum, stop.set)
     if args is not None and args.worker_id is not None:
         server = await serve(config, sockets=await _worker_sockets(config, args))
-        watcher = asyncio.ensure_future(_stop_when_orphaned(stop))
+        if args.worker_ready_fd is not None:  # tell the supervisor: serving
+            os.write(args.worker_ready_fd, b".")
+            os.close(args.worker_ready_fd)
+        watcher = asyncio.ensure_future(_stop_when_orphaned(stop, args.worker_parent))
     else:
         server = await serve(config)
         watcher = None
@@ -528,9 +533,9 @@ async def _worker_sockets(config: ServerConfig, args: argparse.Namespace) -> lis
     return sockets
 
 
-async def _stop_when_orphaned(stop: asyncio.Event) -> None:
-    """A worker whose supervisor has gone (killed outright) stops by itself."""
-    parent = os.getppid()
+async def _stop_when_orphaned(stop: asyncio.Event, parent: int | None) -> None:
+    """A worker whose supervisor has gone (killed outright, maybe before this worker was even
+    serving) stops by itself."""
     while os.getppid() == parent:
         await asyncio.sleep(1.0)
     stop.set()

@@ -21,7 +21,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from .config import ServerConfig
 from .listeners import announce, open_sockets, remove_unix_socket
@@ -50,15 +50,23 @@ async def supervise(config: ServerConfig, count: int, argv: Sequence[str]) -> No
     if config.tls_cert is not None and config.tls_key is not None:
         server_context(config.tls_cert, config.tls_key)  # fail here, not in every worker
     sockets, unix_inode = await open_sockets(config, reuse_port=reuse_port, listen=not reuse_port)
-    announce(sockets, NOTICE)
     shared = [s for s in sockets if not (reuse_port and s.type == socket.SOCK_STREAM)]
     fds = [s.fileno() for s in shared]
     for fd in fds:
         os.set_inheritable(fd, True)
     port = sockets[0].getsockname()[1] if config.unix is None else 0
+    # Each worker writes a byte here once it serves: the port is announced only then, since the
+    # reserved TCP socket does not listen and would refuse a client that came sooner.
+    ready_read, ready_write = os.pipe()
+    os.set_inheritable(ready_write, True)
+    ready = asyncio.StreamReader()
+    ready_transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(ready), os.fdopen(ready_read, "rb", 0)
+    )
     command = [
         sys.executable, "-m", "aioecho", *argv, "--port", str(port),
         "--worker-fds", ",".join(map(str, fds)) or "none",
+        "--worker-parent", str(os.getpid()), "--worker-ready-fd", str(ready_write),
     ] + (["--worker-reuse-port"] if reuse_port else [])  # fmt: skip
 
     procs: dict[int, asyncio.subprocess.Process] = {}
@@ -69,7 +77,8 @@ async def supervise(config: ServerConfig, count: int, argv: Sequence[str]) -> No
             started = loop.time()
             proc = await asyncio.create_subprocess_exec(
                 *command, "--worker-id", str(number),
-                stdin=asyncio.subprocess.DEVNULL, pass_fds=fds, start_new_session=True,
+                stdin=asyncio.subprocess.DEVNULL, pass_fds=[*fds, ready_write],
+                start_new_session=True,
             )  # fmt: skip
             procs[number] = proc
             _log.info("worker %d started (pid %d)", number, proc.pid)
@@ -98,11 +107,31 @@ async def supervise(config: ServerConfig, count: int, argv: Sequence[str]) -> No
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop)
     loop.add_signal_handler(signal.SIGUSR1, forward, signal.SIGUSR1)
+    running = asyncio.gather(*(keep_running(n) for n in range(1, count + 1)))
     try:
-        await asyncio.gather(*(keep_running(n) for n in range(1, count + 1)))
+        await _announce_when_ready(ready, count, sockets, running)
+        await running
     finally:
+        ready_transport.close()
+        os.close(ready_write)
         for sock in sockets:
             sock.close()
         if config.unix is not None and unix_inode is not None:
             remove_unix_socket(config.unix, unix_inode)
     _log.info("closing server: every worker has stopped")
+
+
+async def _announce_when_ready(
+    ready: asyncio.StreamReader,
+    count: int,
+    sockets: list[socket.socket],
+    running: asyncio.Future[list[None]],
+) -> None:
+    """Print the listening lines once every first worker serves (or the workers are gone)."""
+    waiting = asyncio.ensure_future(ready.readexactly(count))
+    either: set[asyncio.Future[Any]] = {waiting, running}
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    if waiting.done():
+        announce(sockets, NOTICE)
+    else:
+        waiting.cancel()
