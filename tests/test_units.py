@@ -1,7 +1,8 @@
-"""Pure units: parsers, payload previews, the sent-bytes window."""
+"""Pure units: parsers, payload previews, the sent-bytes window, the flood counter."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from aioecho.client import SentWindow
 from aioecho.config import ServerConfig, parse_port, parse_seconds, parse_size
 from aioecho.errors import ListenError, describe_os_error
-from aioecho.logs import peer_name, preview
+from aioecho.logs import FloodCounter, peer_name, preview
 
 
 def test_preview_short_payload_is_repr() -> None:
@@ -112,3 +113,25 @@ def test_sent_window_reports_extra_bytes() -> None:
     window = SentWindow()
     window.push(b"ab")
     assert window.match(b"abc") == 2
+
+
+def test_flood_counter_reports_a_flood_in_one_line() -> None:
+    async def flood() -> tuple[list[int], int]:
+        reports: list[int] = []
+        second = asyncio.get_running_loop().create_future()
+
+        def report(count: int) -> None:
+            reports.append(count)
+            if len(reports) == 2:
+                second.set_result(None)
+
+        counter = FloodCounter(report, interval=0.01)
+        for _ in range(1000):
+            counter.add()
+        counter.flush()  # shutdown: reported at once, and the timer then finds nothing new
+        for _ in range(3):
+            counter.add()
+        await second  # the timer's report of the later three
+        return reports, counter.total
+
+    assert asyncio.run(flood()) == ([1000, 3], 1003)

@@ -8,12 +8,14 @@ formatter shows in place of the logger name.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any, Final, TextIO
 
-__all__ = ["NOTICE", "ConnectionLog", "configure", "peer_name", "preview"]
+__all__ = ["NOTICE", "ConnectionLog", "FloodCounter", "configure", "peer_name", "preview"]
 
 # Between INFO and WARNING: lines that scripts read (the listening port), shown even with -q.
 NOTICE: Final = 25
@@ -47,6 +49,30 @@ class ConnectionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def __init__(self, logger: logging.Logger, name: str) -> None:
         super().__init__(logger, {"conn": name})
+
+
+class FloodCounter:
+    """Counts an event that can come in floods (refused connections, dropped datagrams) and
+    reports how many at most once per interval: a flood costs a line a second, not a line each.
+    report(n) is called with the count since the last report."""
+
+    def __init__(self, report: Callable[[int], None], interval: float = 1.0) -> None:
+        self.total = 0
+        self._unreported = 0
+        self._report = report
+        self._interval = interval
+
+    def add(self) -> None:
+        self.total += 1
+        self._unreported += 1
+        if self._unreported == 1:
+            asyncio.get_running_loop().call_later(self._interval, self.flush)
+
+    def flush(self) -> None:
+        """Report what is counted but not yet reported (the timer does; so does shutdown)."""
+        if self._unreported:
+            count, self._unreported = self._unreported, 0
+            self._report(count)
 
 
 class _SeedFormatter(logging.Formatter):

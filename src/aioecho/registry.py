@@ -8,6 +8,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Final
 
+from .logs import FloodCounter
 from .stats import StatsSnapshot
 
 if TYPE_CHECKING:
@@ -17,7 +18,6 @@ __all__ = ["Connections"]
 
 _main_log = logging.getLogger("aioecho.main")
 
-REFUSAL_REPORT_INTERVAL: Final = 1.0  # seconds: refusals are logged at most this often
 MIN_SWEEP_INTERVAL: Final = 0.05  # seconds
 
 
@@ -32,14 +32,17 @@ class Connections:
         self._empty = asyncio.Event()  # set while no connection is open
         self._empty.set()
         self._sweeper: asyncio.TimerHandle | None = None
-        self._unreported_refusals = 0
+        self._refusals = FloodCounter(self._report_refusals)
         # counters of connections that have closed (open ones are summed at snapshot time)
         self.accepted = 0
-        self.refused = 0
         self.idle_closed = 0
         self.resets = 0
         self._closed_bytes_in = 0
         self._closed_bytes_out = 0
+
+    @property
+    def refused(self) -> int:
+        return self._refusals.total
 
     def __len__(self) -> int:
         return len(self._open)
@@ -47,11 +50,7 @@ class Connections:
     def admit(self, conn: EchoServerProtocol) -> bool:
         """Register conn; False (and counted as refused) when --max-connections are open."""
         if self.max_connections is not None and len(self._open) >= self.max_connections:
-            self.refused += 1
-            self._unreported_refusals += 1
-            if self._unreported_refusals == 1:
-                loop = asyncio.get_running_loop()
-                loop.call_later(REFUSAL_REPORT_INTERVAL, self._report_refusals)
+            self._refusals.add()
             return False
         self._open.add(conn)
         self.accepted += 1
@@ -100,7 +99,7 @@ class Connections:
 
     def close(self) -> None:
         """Stop the idle sweep, and log refusals not yet reported (shutdown)."""
-        self._report_refusals()
+        self._refusals.flush()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -124,12 +123,10 @@ class Connections:
         if self._open:
             self._schedule_sweep()
 
-    def _report_refusals(self) -> None:
-        if self._unreported_refusals:
-            _main_log.warning(
-                "refused %d connection%s: %d open (--max-connections)",
-                self._unreported_refusals,
-                "" if self._unreported_refusals == 1 else "s",
-                len(self._open),
-            )
-            self._unreported_refusals = 0
+    def _report_refusals(self, count: int) -> None:
+        _main_log.warning(
+            "refused %d connection%s: %d open (--max-connections)",
+            count,
+            "" if count == 1 else "s",
+            len(self._open),
+        )

@@ -5,18 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from .config import ClientConfig
 from .errors import ConnectError, EchoError, ResolveError, describe_os_error
-from .logs import ConnectionLog, preview
+from .logs import ConnectionLog, FloodCounter, preview
 from .ratelimit import UdpPolicy
 
 __all__ = ["EchoDatagramProtocol", "echo_datagrams"]
 
 _log = logging.getLogger("aioecho.udp")
-
-DROP_REPORT_INTERVAL: Final = 1.0  # seconds: dropped datagrams are logged at most this often
 
 
 class EchoDatagramProtocol(asyncio.DatagramProtocol):
@@ -30,8 +28,7 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
         self._policy = policy
         self._debug = False  # per-datagram lines are on
         self._write_paused = False
-        self._unreported = 0  # dropped since the last report
-        self.dropped = 0  # dropped in all
+        self._drops = FloodCounter(self._report_drops)
         self.echoed = 0
         self.transport: asyncio.DatagramTransport  # set in connection_made
         self._loop: asyncio.AbstractEventLoop  # set in connection_made
@@ -45,7 +42,7 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
         if self._debug:
             _log.debug("%s port %s: received %s", addr[0], addr[1], preview(data))
         if self._write_paused or not self._policy.allow(addr[0], addr[1], self._loop.time()):
-            self._drop()
+            self._drops.add()
             return
         self.transport.sendto(data, addr)
         self.echoed += 1
@@ -55,7 +52,7 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
         _log.info("error: %s", describe_os_error(exc))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._report()
+        self._drops.flush()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -63,21 +60,17 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
     def resume_writing(self) -> None:
         self._write_paused = False
 
-    def _drop(self) -> None:
-        self.dropped += 1
-        self._unreported += 1
-        if self._unreported == 1:
-            self._loop.call_later(DROP_REPORT_INTERVAL, self._report)
+    @property
+    def dropped(self) -> int:
+        return self._drops.total
 
-    def _report(self) -> None:
-        if self._unreported:
-            _log.warning(
-                "dropped %d datagram%s (reflection ports, or over --udp-rate %g/s per source)",
-                self._unreported,
-                "" if self._unreported == 1 else "s",
-                self._policy.rate,
-            )
-            self._unreported = 0
+    def _report_drops(self, count: int) -> None:
+        _log.warning(
+            "dropped %d datagram%s (reflection ports, or over --udp-rate %g/s per source)",
+            count,
+            "" if count == 1 else "s",
+            self._policy.rate,
+        )
 
 
 class _DatagramClientProtocol(asyncio.DatagramProtocol):
