@@ -165,3 +165,14 @@ def test_bench_over_unix_and_tls(tmp_path: object) -> None:
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["result"]["requests"] > 0
         assert server.stop() == 0
+
+
+def test_requests_never_answered_are_timeouts() -> None:
+    for port in start_server(delay=30.0):  # echoes long after the bench gives up
+        rc, r = bench(
+            port, "-c", "3", "--pipeline", "2", "--duration", "0.3", "--warmup", "0",
+            "--timeout", "1",
+        )  # fmt: skip
+        assert rc == 1
+        assert r["timeouts"] == 6  # every request in flight when the run ended
+        assert r["requests"] == 0

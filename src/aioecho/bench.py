@@ -82,7 +82,9 @@ class BenchProtocol(asyncio.Protocol):
         self.inflight: deque[tuple[int, bytes]] = deque()  # (scheduled ns, request) in order
         self.pending = bytearray()  # echo received, not yet a whole request's worth
         self.broken = False  # mismatched or lost: no more requests
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.settled: asyncio.Future[None] = loop.create_future()  # stopping, nothing in flight
+        self.closed: asyncio.Future[None] = loop.create_future()
         self.transport: asyncio.Transport  # set in connection_made
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -116,18 +118,26 @@ class BenchProtocol(asyncio.Protocol):
         run.complete(now - scheduled)
         if run.closed_loop and not self.broken and run.may_send():
             self.send(_perf_ns())
+        elif run.stopping and not self.inflight:
+            self._settle()
+
+    def _settle(self) -> None:
+        if not self.settled.done():
+            self.settled.set_result(None)
 
     def _fail(self) -> None:
         if not self.broken:
             self.broken = True
             self.run.mismatches += 1
             self.transport.abort()
+            self._settle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None and not self.broken:
             self.run.resets += 1
             _log.warning("connection lost: %s", describe_os_error(exc))
         self.broken = True
+        self._settle()
         self.closed.set_result(None)
 
 
@@ -288,12 +298,12 @@ async def _watch_timeouts(run: _Run, conns: list[BenchProtocol]) -> None:
 
 async def _finish(run: _Run, conns: list[BenchProtocol]) -> None:
     """Wait (up to the timeout) for requests in flight, then close every connection."""
-    deadline = asyncio.get_running_loop().time() + run.config.target.timeout
-    while any(c.inflight and not c.broken for c in conns):
-        if asyncio.get_running_loop().time() > deadline:
-            run.timeouts += sum(len(c.inflight) for c in conns if not c.broken)
-            break
-        await asyncio.sleep(0.01)
+    for conn in conns:
+        if conn.broken or not conn.inflight:
+            conn._settle()
+    _, late = await asyncio.wait([c.settled for c in conns], timeout=run.config.target.timeout)
+    if late:
+        run.timeouts += sum(len(c.inflight) for c in conns if not c.settled.done())
     for conn in conns:
         conn.transport.close()
     await asyncio.gather(*(c.closed for c in conns))
