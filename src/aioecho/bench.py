@@ -119,9 +119,10 @@ class BenchProtocol(asyncio.Protocol):
         if run.closed_loop and not self.broken and run.may_send():
             self.send(_perf_ns())
         elif run.stopping and not self.inflight:
-            self._settle()
+            self.settle()
 
-    def _settle(self) -> None:
+    def settle(self) -> None:
+        """No more answers to wait for: stopping with nothing in flight, or broken."""
         if not self.settled.done():
             self.settled.set_result(None)
 
@@ -130,14 +131,14 @@ class BenchProtocol(asyncio.Protocol):
             self.broken = True
             self.run.mismatches += 1
             self.transport.abort()
-            self._settle()
+            self.settle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None and not self.broken:
             self.run.resets += 1
             _log.warning("connection lost: %s", describe_os_error(exc))
         self.broken = True
-        self._settle()
+        self.settle()
         self.closed.set_result(None)
 
 
@@ -300,7 +301,7 @@ async def _finish(run: _Run, conns: list[BenchProtocol]) -> None:
     """Wait (up to the timeout) for requests in flight, then close every connection."""
     for conn in conns:
         if conn.broken or not conn.inflight:
-            conn._settle()
+            conn.settle()
     _, late = await asyncio.wait([c.settled for c in conns], timeout=run.config.target.timeout)
     if late:
         run.timeouts += sum(len(c.inflight) for c in conns if not c.settled.done())
