@@ -131,6 +131,12 @@ def run_cli(
     )
 
 
+def error_line(result: subprocess.CompletedProcess[bytes]) -> str:
+    """The one-line error of a CLI run that failed with exit status 1: its last stderr line."""
+    assert result.returncode == 1, result.stderr
+    return result.stderr.decode().splitlines()[-1]
+
+
 def pattern_bytes(size: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(size)
 

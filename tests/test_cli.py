@@ -15,6 +15,7 @@ from support import (
     WAIT,
     ServerProcess,
     aioecho_command,
+    error_line,
     pattern_bytes,
     raw_listener,
     require_tool,
@@ -128,10 +129,7 @@ def test_client_detects_a_wrong_echo() -> None:
 
         threading.Thread(target=corrupt, daemon=True).start()
         result = run_cli("client", "--port", str(listener.getsockname()[1]), "hello")
-    assert result.returncode == 1
-    assert result.stderr.decode().splitlines()[-1] == (
-        "aioecho: error: the echo differs from what was sent at byte 3"
-    )
+    assert error_line(result) == "aioecho: error: the echo differs from what was sent at byte 3"
 
 
 def test_stream_client_detects_a_wrong_echo() -> None:
@@ -158,18 +156,14 @@ def test_client_times_out_on_silence() -> None:
         result = run_cli("client", "--port", str(port), "--timeout", "0.5", "hello")
         result_stream = run_cli("client", "--port", str(port), "--timeout", "0.5", "-", input=b"x")
     for res in (result, result_stream):
-        assert res.returncode == 1
-        assert res.stderr.decode().splitlines()[-1] == (
-            "aioecho: error: the server sent nothing for 0.5s (--timeout)"
-        )
+        assert error_line(res) == "aioecho: error: the server sent nothing for 0.5s (--timeout)"
 
 
 def test_client_connection_refused() -> None:
     with raw_listener() as listener:
         port = listener.getsockname()[1]
     result = run_cli("client", "--host", "127.0.0.1", "--port", str(port))
-    assert result.returncode == 1
-    assert result.stderr.decode().splitlines()[-1] == (
+    assert error_line(result) == (
         f"aioecho: error: cannot connect to 127.0.0.1 port {port}: connection refused"
     )
 
@@ -187,8 +181,7 @@ def test_client_server_resets() -> None:
 
         threading.Thread(target=reset, daemon=True).start()
         result = run_cli("client", "--port", str(listener.getsockname()[1]), "hello")
-    assert result.returncode == 1
-    assert result.stderr.decode().splitlines()[-1] == (
+    assert error_line(result) == (
         "aioecho: error: connection lost after 0 bytes: connection reset by peer"
     )
 
@@ -197,8 +190,7 @@ def test_port_in_use() -> None:
     with raw_listener() as listener:
         port = listener.getsockname()[1]
         result = run_cli("server", "--host", "127.0.0.1", "--port", str(port))
-    assert result.returncode == 1
-    assert result.stderr.decode().splitlines()[-1] == (
+    assert error_line(result) == (
         f"aioecho: error: cannot listen on 127.0.0.1 port {port}: address already in use"
     )
 
@@ -206,8 +198,7 @@ def test_port_in_use() -> None:
 def test_address_not_on_this_machine() -> None:
     # 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never assigned locally; bind fails, nothing is sent.
     result = run_cli("server", "--host", "192.0.2.1", "--port", "0")
-    assert result.returncode == 1
-    assert result.stderr.decode().splitlines()[-1] == (
+    assert error_line(result) == (
         "aioecho: error: cannot listen on 192.0.2.1 port 0: cannot assign requested address"
     )
 
@@ -225,8 +216,7 @@ def test_privileged_port_refused() -> None:
         timeout=WAIT,
         check=False,
     )
-    assert result.returncode == 1
-    assert result.stderr.decode().splitlines()[-1] == (
+    assert error_line(result) == (
         "aioecho: error: cannot listen on 127.0.0.1 port 1: permission denied"
     )
 

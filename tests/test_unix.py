@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ServerProcess, pattern_bytes, run_cli, sha256
+from support import ServerProcess, error_line, pattern_bytes, run_cli, sha256
 from transports import short_unix_path
 
 
@@ -53,8 +53,7 @@ def test_live_server_is_not_taken_over(path: str) -> None:
     with ServerProcess("--unix", path) as first:
         first.start()
         second = run_cli("server", "--unix", path)
-        assert second.returncode == 1
-        assert second.stderr.decode().splitlines()[-1] == (
+        assert error_line(second) == (
             f"aioecho: error: cannot listen on {path}: another server is listening there"
         )
         data = pattern_bytes(1 << 20, seed=4)
@@ -66,8 +65,7 @@ def test_live_server_is_not_taken_over(path: str) -> None:
 def test_path_that_is_not_a_socket_is_left_alone(path: str) -> None:
     Path(path).write_text("precious")
     result = run_cli("server", "--unix", path)
-    assert result.returncode == 1
-    assert result.stderr.decode().splitlines()[-1] == (
+    assert error_line(result) == (
         f"aioecho: error: cannot listen on {path}: the path exists and is not a socket"
     )
     assert Path(path).read_text() == "precious"
@@ -75,8 +73,7 @@ def test_path_that_is_not_a_socket_is_left_alone(path: str) -> None:
 
 def test_client_to_missing_socket(path: str) -> None:
     result = run_cli("client", "--unix", path)
-    assert result.returncode == 1
-    assert result.stderr.decode().splitlines()[-1] == (
+    assert error_line(result) == (
         f"aioecho: error: cannot connect to {path}: no such file or directory"
     )
 
