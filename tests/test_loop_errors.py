@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from aioecho.cli import _LoopErrorLog
+from aioecho.logs import LoopErrorLog
 
 
 class Clock:
@@ -20,7 +20,7 @@ class Clock:
 
 def test_repeats_within_a_second_are_folded(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="aioecho.main")
-    handler, clock = _LoopErrorLog(), Clock()
+    handler, clock = LoopErrorLog(), Clock()
     context = {"message": "socket.accept() out of system resource", "exception": OSError(24, "x")}
     loop = clock  # only .time() is used
     for _ in range(500):
@@ -38,7 +38,7 @@ def test_handler_accepts_a_context_without_exception(caplog: pytest.LogCaptureFi
     caplog.set_level(logging.ERROR, logger="aioecho.main")
     loop = asyncio.new_event_loop()
     try:
-        _LoopErrorLog()(loop, {"message": "Task was destroyed"})
+        LoopErrorLog()(loop, {"message": "Task was destroyed"})
     finally:
         loop.close()
     assert [r.getMessage() for r in caplog.records] == ["Task was destroyed: no details"]

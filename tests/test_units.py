@@ -9,10 +9,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aioecho.addresses import peer_name
 from aioecho.client import SentWindow
-from aioecho.config import ServerConfig, parse_port, parse_seconds, parse_size
-from aioecho.errors import ListenError, describe_os_error
-from aioecho.logs import FloodCounter, peer_name, preview
+from aioecho.config import (
+    BenchConfig,
+    ClientConfig,
+    ServerConfig,
+    parse_port,
+    parse_seconds,
+    parse_size,
+)
+from aioecho.errors import ConfigError, ListenError, describe_os_error
+from aioecho.logs import FloodCounter, preview
 
 
 def test_preview_short_payload_is_repr() -> None:
@@ -75,11 +83,15 @@ def test_parse_seconds_refuses(text: str) -> None:
         parse_seconds(text)
 
 
-def test_server_config_checks_fields() -> None:
-    with pytest.raises(ValueError, match="max_buffer"):
+def test_config_errors_name_the_flag() -> None:
+    with pytest.raises(ConfigError, match=r"^--max-buffer must be at least 1 byte$"):
         ServerConfig(max_buffer=0)
-    with pytest.raises(ValueError, match="at least one host"):
+    with pytest.raises(ConfigError, match="at least one host"):
         ServerConfig(hosts=())
+    with pytest.raises(ConfigError, match=r"^--port 70000: must be 0 to 65535$"):
+        ClientConfig(port=70000)
+    with pytest.raises(ValueError):  # a ConfigError is a ValueError too, for library callers
+        BenchConfig(duration=0)
 
 
 def test_listen_error_reads_as_one_line() -> None:

@@ -1,23 +1,20 @@
-"""The `aioecho` command: argument parsing, signals, and the one place that prints errors and
-chooses exit codes (0 ok, 1 failure, 2 usage, 130 interrupted)."""
+"""The `aioecho` command: the parser, the mapping from arguments to configs, and main(), the one
+place that prints errors and chooses exit codes (0 ok, 1 failure, 2 usage, 130 interrupted).
+The programs themselves are in commands/."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
-import logging
+import difflib
 import os
-import re
-import signal
-import socket
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__, loops
-from .bench import BenchResult, describe, is_terminal, merge, run_bench
-from .client import _echo_messages, stream_stdio
+from .commands.bench import run_bench_command, run_bench_share
+from .commands.client import SEED_MESSAGES, run_client
+from .commands.server import run_server
 from .config import (
     DEFAULT_HOST,
     DEFAULT_MAX_BUFFER,
@@ -32,32 +29,55 @@ from .config import (
     parse_seconds,
     parse_size,
 )
-from .errors import AioechoError, EchoError, ExitStatus, describe_os_error
-from .listeners import open_sockets
-from .logs import NOTICE, configure
-from .server import serve
-from .udp import echo_datagrams
-from .workers import supervise, worker_count
+from .errors import AioechoError, ConfigError, ExitStatus
+from .logs import configure
+from .workers import WorkerRole, supervise, worker_count
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 _SERVER = ServerConfig()  # the defaults: config.py is their one home
 _CLIENT = ClientConfig()
 _BENCH = BenchConfig()
 
-_main_log = logging.getLogger("aioecho.main")
 
+class _Parser(argparse.ArgumentParser):
+    """One-line usage errors that point at --help; an unknown option is matched to the nearest
+    real one. Abbreviated options are not accepted: a new option would make today's
+    abbreviation ambiguous, and break the scripts that use it."""
 
-class BenchError(AioechoError):
-    pass
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: None = None
+    ) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # reported by the subcommand's parser, which knows its options
+            chosen = self._subcommand(getattr(parsed, "command", None)) or self
+            chosen.error(chosen._unrecognized(extras[0]))
+        return parsed
 
-_background: set[asyncio.Future[None]] = set()  # tasks that must not be garbage-collected
+    def _subcommand(self, name: str | None) -> argparse.ArgumentParser | None:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+                return action.choices[name]  # type: ignore[no-any-return]
+        return None
 
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitStatus.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-_stats_log = logging.getLogger("aioecho.stats")
+    def _unrecognized(self, word: str) -> str:
+        if not word.startswith("-") or word == "-":
+            return f"unexpected argument {word!r}"
+        flag = word.split("=", 1)[0]
+        known = [o for action in self._actions for o in action.option_strings]
+        near = [o for o in known if o.startswith(flag) and flag.startswith("--")]
+        near = near or difflib.get_close_matches(flag, known, n=3, cutoff=0.6)
+        if not near:
+            return f"unknown option {flag}"
+        return f"unknown option {flag}; did you mean {' or '.join(sorted(near))}?"
 
-SEED_MESSAGES = (b"This is the message. ", b"It will be sent ", b"in parts.")
 
 SERVER_EXAMPLES = """\
 examples:
@@ -117,7 +137,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="aioecho", description="An asyncio echo server and client (asyncio.Protocol)."
     )
     parser.add_argument("--version", action="version", version=f"aioecho {__version__}")
@@ -204,11 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes sharing the port, supervised and restarted; 0: one per CPU "
         "(default 1: no supervisor)",
     )
-    server.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
-    server.add_argument("--worker-fds", default=None, help=argparse.SUPPRESS)
-    server.add_argument("--worker-reuse-port", action="store_true", help=argparse.SUPPRESS)
-    server.add_argument("--worker-parent", type=int, default=None, help=argparse.SUPPRESS)
-    server.add_argument("--worker-ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     server.add_argument(
         "--max-buffer",
         type=_checked(parse_size),
@@ -340,7 +355,6 @@ def _bench_parser(commands: Any) -> None:
     bench.add_argument(
         "--spawn", action="store_true", help="start `aioecho server` on a free port and measure it"
     )
-    bench.add_argument("--worker-share", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def bench_config(args: argparse.Namespace) -> BenchConfig:
@@ -355,87 +369,6 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
         warmup=args.warmup,
         workers=args.workers,
     )
-
-
-async def run_bench_command(
-    config: BenchConfig, args: argparse.Namespace, argv: Sequence[str]
-) -> int:
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(_LoopErrorLog())
-    if args.worker_share is not None:  # one of several processes: report to the parent
-        result = await run_bench(config.share(args.worker_share))
-        print(result.to_wire(), flush=True)
-        return ExitStatus.OK
-    server: asyncio.subprocess.Process | None = None
-    extra: list[str] = []
-    try:
-        if args.spawn:
-            server, port = await _spawn_server(args.loop)
-            config = dataclasses.replace(
-                config, target=dataclasses.replace(config.target, host="127.0.0.1", port=port)
-            )
-            extra = ["--host", "127.0.0.1", "--port", str(port)]
-        _main_log.info("%s, loop %s", describe(config), loops.describe(loop))
-        if config.workers == 1:
-            result = await run_bench(config, sys.stderr if is_terminal(sys.stderr) else None)
-        else:
-            result = await _bench_workers(config, [a for a in argv if a != "--spawn"] + extra)
-    finally:
-        if server is not None:
-            server.terminate()
-            await server.wait()
-    print(result.to_json() if args.json else result.table())
-    if result.errors or not result.requests:
-        what = "no request completed" if not result.requests else f"{result.errors} errors"
-        raise BenchError(
-            f"{what} (mismatches {result.mismatches}, resets {result.resets}, "
-            f"timeouts {result.timeouts})"
-        )
-    return ExitStatus.OK
-
-
-async def _spawn_server(loop_name: str) -> tuple[asyncio.subprocess.Process, int]:
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "aioecho", "server", "-q", "--host", "127.0.0.1", "--port", "0",
-        "--loop", loop_name, "--max-connections", "100000",
-        stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert server.stderr is not None
-    while line := await server.stderr.readline():
-        if match := re.search(rb"listening on \S+ port (\d+)", line):
-            # keep reading its log, or a full pipe would stall it
-            _background.add(asyncio.ensure_future(_drain(server.stderr)))
-            return server, int(match.group(1))
-    raise BenchError("the spawned server did not start: " + (await server.stderr.read()).decode())
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.read(65536):
-        pass
-
-
-async def _bench_workers(config: BenchConfig, argv: list[str]) -> BenchResult:
-    """Run the load in config.workers processes and merge their histograms exactly."""
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "aioecho",
-            *argv,
-            "--worker-share",
-            str(i),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for i in range(config.workers)
-    ]
-    outputs = await asyncio.gather(*(p.communicate() for p in procs))
-    results = []
-    for proc, (out, _) in zip(procs, outputs, strict=True):
-        if proc.returncode != 0:
-            raise BenchError(f"a bench worker failed with exit status {proc.returncode}")
-        results.append(BenchResult.from_wire(config, out.decode().strip().splitlines()[-1]))
-    return merge(results, config)
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
@@ -462,149 +395,53 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
     return _target(args, udp=args.udp, retries=args.retries)
 
 
-class _LoopErrorLog:
-    """The loop's exception handler: one line instead of asyncio's traceback (a fault on one
-    connection is not a crash), and the same message at most once a second, since some faults
-    repeat per connection (asyncio reports EMFILE on every accept)."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, tuple[float, int]] = {}  # message -> (when logged, repeats since)
-
-    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        message = context.get("message", "unexpected event loop error")
-        text = f"{message}: {describe_os_error(exc) if exc else 'no details'}"
-        now = loop.time()
-        last, repeats = self._last.get(text, (-1e9, 0))
-        if now - last < 1.0:
-            self._last[text] = (last, repeats + 1)
-            return
-        self._last[text] = (now, 0)
-        more = f" (and {repeats} more like it)" if repeats else ""
-        _main_log.error("%s%s", text, more)
-
-
-async def run_server(config: ServerConfig, args: argparse.Namespace | None = None) -> None:
-    """The server until SIGINT/SIGTERM. args: a worker's hidden arguments, when it is one."""
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(_LoopErrorLog())
-    _main_log.info("using %s", loops.describe(loop))
-    stop = asyncio.Event()
-    # Before serve(): a script may signal as soon as it reads the listening line.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    if args is not None and args.worker_id is not None:
-        server = await serve(config, sockets=await _worker_sockets(config, args))
-        if args.worker_ready_fd is not None:  # tell the supervisor: serving
-            os.write(args.worker_ready_fd, b".")
-            os.close(args.worker_ready_fd)
-        watcher = asyncio.ensure_future(_stop_when_orphaned(stop, args.worker_parent))
-    else:
-        server = await serve(config)
-        watcher = None
-
-    def log_stats(level: int = NOTICE) -> None:
-        _stats_log.log(level, "%s", server.stats().line())
-
-    # asked for (SIGUSR1, --stats-interval): shown with -q too
-    loop.add_signal_handler(signal.SIGUSR1, log_stats)
-    ticker = asyncio.ensure_future(_every(config.stats_interval, log_stats))
-    await stop.wait()
-    ticker.cancel()
-    if watcher is not None:
-        watcher.cancel()
-    for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal ends the drain at once
-        loop.add_signal_handler(signum, server.abort)
-    await server.close()
-    log_stats(logging.INFO)
-
-
-async def _worker_sockets(config: ServerConfig, args: argparse.Namespace) -> list[socket.socket]:
-    """A worker's sockets: those its supervisor opened, and with SO_REUSEPORT its own TCP ones."""
-    fds = (
-        [] if args.worker_fds in (None, "none") else [int(fd) for fd in args.worker_fds.split(",")]
-    )
-    sockets = [socket.socket(fileno=fd) for fd in fds]
-    if args.worker_reuse_port and config.tcp:
-        own, _ = await open_sockets(
-            dataclasses.replace(config, udp=False), reuse_port=True, listen=True
-        )
-        sockets += own
-    return sockets
-
-
-async def _stop_when_orphaned(stop: asyncio.Event, parent: int | None) -> None:
-    """A worker whose supervisor has gone (killed outright, maybe before this worker was even
-    serving) stops by itself."""
-    while os.getppid() == parent:
-        await asyncio.sleep(1.0)
-    stop.set()
-
-
-async def _every(interval: float, action: Callable[[], None]) -> None:
-    if interval <= 0:
-        return
-    loop = asyncio.get_running_loop()
-    deadline = loop.time()
-    while True:
-        deadline += interval
-        await asyncio.sleep(max(0.0, deadline - loop.time()))
-        action()
-
-
-async def run_client(config: ClientConfig, messages: Sequence[bytes]) -> None:
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(_LoopErrorLog())
-    _main_log.info("waiting for client to complete")
-    if config.udp:
-        await echo_datagrams(list(messages), config)
-    elif list(messages) == [b"-"]:
-        count = await stream_stdio(config)
-        _main_log.info("echoed %d bytes intact", count)
-    else:
-        sent = b"".join(messages)
-        got = await _echo_messages(list(messages), config, logging.INFO)
-        if got != sent:
-            raise EchoError(_mismatch(sent, got))
-    _main_log.info("closing event loop")
-
-
-def _mismatch(sent: bytes, got: bytes) -> str:
-    at = next((i for i, (a, b) in enumerate(zip(sent, got, strict=False)) if a != b), None)
-    if at is not None:
-        return f"the echo differs from what was sent at byte {at}"
-    return f"the echo has {len(got)} bytes, {len(sent)} were sent"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
+    raw = list(argv) if argv is not None else sys.argv[1:]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(raw)
     if args.command == "client" and args.udp and args.messages == ["-"]:
         parser.error("--udp sends messages as datagrams: it does not stream stdin (-)")
-    tag = f"worker{args.worker_id}" if getattr(args, "worker_id", None) is not None else None
-    configure(1 if args.verbose else -1 if args.quiet else 0, tag=tag)
     try:
+        role = WorkerRole.take()
+        tag = f"worker{role.number}" if role is not None and args.command == "server" else None
+        configure(1 if args.verbose else -1 if args.quiet else 0, tag=tag)
+        loop_name = _loop_name(args.loop)
         if args.command == "server":
+            config = server_config(args)
             workers = worker_count(args.workers)
-            raw = list(argv) if argv is not None else sys.argv[1:]
-            if workers > 1 and args.worker_id is None:
-                loops.run(supervise(server_config(args), workers, raw), args.loop)
+            if role is None and workers > 1:
+                loops.run(supervise(config, workers, raw), loop_name)
             else:
-                loops.run(run_server(server_config(args), args), args.loop)
+                loops.run(run_server(config, role), loop_name)
         elif args.command == "bench":
-            raw = list(argv) if argv is not None else sys.argv[1:]
-            return loops.run(run_bench_command(bench_config(args), args, raw), args.loop)
+            bench = bench_config(args)
+            if role is not None:
+                loops.run(run_bench_share(bench, role), loop_name)
+            else:
+                loops.run(
+                    run_bench_command(
+                        bench, argv=raw, spawn=args.spawn, as_json=args.json, loop_name=loop_name
+                    ),
+                    loop_name,
+                )
         else:
             messages = [os.fsencode(m) for m in args.messages] or list(SEED_MESSAGES)
-            loops.run(run_client(client_config(args), messages), args.loop)
+            loops.run(run_client(client_config(args), messages), loop_name)
+    except ConfigError as err:
+        print(f"aioecho: error: {err}", file=sys.stderr)
+        return ExitStatus.USAGE
     except AioechoError as err:
         print(f"aioecho: error: {err}", file=sys.stderr)
         return ExitStatus.FAILURE
-    except ValueError as err:  # a value argparse let through but the config refused
-        print(f"aioecho: error: {err}", file=sys.stderr)
-        return ExitStatus.USAGE
     except KeyboardInterrupt:
         print("aioecho: interrupted", file=sys.stderr)
         return ExitStatus.INTERRUPTED
     return ExitStatus.OK
+
+
+def _loop_name(name: str) -> str:
+    try:
+        return loops.resolve(name)
+    except ValueError as err:
+        raise ConfigError(f"--loop: {err}") from None

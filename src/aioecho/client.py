@@ -23,12 +23,20 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, TypeVar, cast
 
+from .addresses import format_address
 from .config import DEFAULT_HOST, DEFAULT_PORT, ClientConfig
 from .errors import AioechoError, ConnectError, EchoError, ResolveError, describe_os_error
 from .logs import ConnectionLog, preview
 from .tls import client_context, describe_tls_error
 
-__all__ = ["EchoClientProtocol", "connect", "echo", "stream_stdio"]
+__all__ = [
+    "EchoClientProtocol",
+    "connect",
+    "describe_mismatch",
+    "echo",
+    "echo_messages",
+    "stream_stdio",
+]
 
 _log = logging.getLogger("aioecho.client")
 _main_log = logging.getLogger("aioecho.main")
@@ -40,12 +48,6 @@ CHUNK: Final = 256 * 1024  # bytes read from stdin at a time
 WINDOW: Final = 16 * 1024 * 1024  # bytes sent but not yet echoed before sending waits
 OUTPUT_HIGH: Final = 4 * 1024 * 1024  # bytes waiting for stdout before socket reading pauses
 OUTPUT_LOW: Final = 1024 * 1024
-
-
-def describe_peer(transport: asyncio.BaseTransport) -> str:
-    """'::1 port 10000' (the address reached), or the Unix socket path."""
-    peer = transport.get_extra_info("peername")
-    return f"{peer[0]} port {peer[1]}" if isinstance(peer, tuple) else str(peer)
 
 
 class EchoClientProtocol(asyncio.Protocol):
@@ -69,7 +71,7 @@ class EchoClientProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self.log.info("connecting to %s", describe_peer(transport))
+        self.log.info("connecting to %s", format_address(transport.get_extra_info("peername")))
         for message in self.messages:
             self.transport.write(message)
             self.log.log(self._level, "sending %s", preview(message))
@@ -127,14 +129,16 @@ async def echo(
     the connection breaks or the server falls silent for timeout seconds before closing.
     """
     messages = [data] if isinstance(data, bytes | bytearray | memoryview) else data
-    return await _echo_messages(
+    return await echo_messages(
         [bytes(m) for m in messages],
         ClientConfig(host=host, port=port, timeout=timeout),
         logging.DEBUG,
     )
 
 
-async def _echo_messages(messages: list[bytes], config: ClientConfig, level: int) -> bytes:
+async def echo_messages(messages: list[bytes], config: ClientConfig, level: int) -> bytes:
+    """The seed's exchange as config says: send messages (logged at level), half-close, and
+    return what came back by the server's EOF."""
     future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
     factory = functools.partial(EchoClientProtocol, messages, future, level=level)
     transport, protocol = await connect(factory, config)
@@ -202,6 +206,14 @@ async def _await_echo(
             raise EchoError(f"the server sent nothing for {timeout:g}s (--timeout)")
 
 
+def describe_mismatch(sent: bytes, got: bytes) -> str:
+    """Why an echo is not what was sent: the first differing byte, or the lengths."""
+    at = next((i for i, (a, b) in enumerate(zip(sent, got, strict=False)) if a != b), None)
+    if at is not None:
+        return f"the echo differs from what was sent at byte {at}"
+    return f"the echo has {len(got)} bytes, {len(sent)} were sent"
+
+
 class SentWindow:
     """Bytes sent and not yet echoed, to check the echo against byte for byte."""
 
@@ -261,7 +273,7 @@ class StreamClientProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self.log.info("connecting to %s", describe_peer(transport))
+        self.log.info("connecting to %s", format_address(transport.get_extra_info("peername")))
         self.transport.set_write_buffer_limits(high=1024 * 1024)
         self._half_close = self.transport.can_write_eof()
 

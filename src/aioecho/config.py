@@ -10,6 +10,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Final
 
+from .addresses import host_port
+from .errors import ConfigError
+
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_MAX_BUFFER",
@@ -50,10 +53,15 @@ def parse_port(text: str) -> int:
     try:
         port = int(text, 10)
     except ValueError:
-        raise ValueError(f"invalid port {text!r}: not a number") from None
+        raise ConfigError(f"invalid port {text!r}: not a number") from None
     if not 0 <= port <= 65535:
-        raise ValueError(f"invalid port {port}: must be 0 to 65535")
+        raise ConfigError(f"invalid port {port}: must be 0 to 65535")
     return port
+
+
+def _check_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port}: must be 0 to 65535")
 
 
 def parse_seconds(text: str) -> float:
@@ -61,9 +69,9 @@ def parse_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"invalid duration {text!r}: not a number of seconds") from None
+        raise ConfigError(f"invalid duration {text!r}: not a number of seconds") from None
     if not 0 <= value < float("inf"):
-        raise ValueError(f"invalid duration {text!r}: must be zero or more seconds")
+        raise ConfigError(f"invalid duration {text!r}: must be zero or more seconds")
     return value
 
 
@@ -73,15 +81,17 @@ def parse_size(text: str) -> int:
     digits = stripped.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ").strip()
     unit = stripped[len(digits) :].strip().lower() if digits else stripped.lower()
     if not digits or unit not in _SIZE_UNITS:
-        raise ValueError(f"invalid size {text!r}: use a number with an optional unit, e.g. 1KiB")
+        raise ConfigError(f"invalid size {text!r}: use a number with an optional unit, e.g. 1KiB")
     try:
         number = float(digits) if "." in digits else int(digits, 10)
     except ValueError:
-        raise ValueError(f"invalid size {text!r}: not a number") from None
-    size = int(number * _SIZE_UNITS[unit])
-    if size < 0 or number != number:
-        raise ValueError(f"invalid size {text!r}: must be zero or more bytes")
-    return size
+        raise ConfigError(f"invalid size {text!r}: not a number") from None
+    exact = number * _SIZE_UNITS[unit]
+    if not exact >= 0 or exact == float("inf"):
+        raise ConfigError(f"invalid size {text!r}: must be zero or more bytes")
+    if exact != int(exact):
+        raise ConfigError(f"invalid size {text!r}: not a whole number of bytes")
+    return int(exact)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,30 +116,32 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         if not self.hosts:
-            raise ValueError("at least one host is needed")
-        parse_port(str(self.port))
+            raise ConfigError("--host: at least one host is needed")
+        _check_port(self.port)
         if not (self.tcp or self.udp):
-            raise ValueError("nothing to serve: choose --tcp, --udp or both")
+            raise ConfigError("nothing to serve: choose --tcp, --udp or both")
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("TLS needs both --tls-cert and --tls-key")
+            raise ConfigError("TLS needs both --tls-cert and --tls-key")
         if self.tls_cert is not None and not self.tcp:
-            raise ValueError("TLS is served over TCP only: add --tcp or drop --tls-cert")
+            raise ConfigError("TLS is served over TCP only: add --tcp or drop --tls-cert")
         if self.unix is not None and self.udp:
-            raise ValueError("--unix serves a stream socket: it does not go with --udp")
+            raise ConfigError("--unix serves a stream socket: it does not go with --udp")
         if not 0 <= self.unix_mode <= 0o777:
-            raise ValueError("unix_mode must be an octal mode from 000 to 777")
+            raise ConfigError("--unix-mode must be an octal mode from 000 to 777")
         if not self.udp_rate > 0:
-            raise ValueError("udp_rate must be more than 0 datagrams a second")
+            raise ConfigError("--udp-rate must be more than 0 datagrams a second")
         if self.max_buffer < 1:
-            raise ValueError("max_buffer must be at least 1 byte")
+            raise ConfigError("--max-buffer must be at least 1 byte")
         if self.drain_timeout < 0:
-            raise ValueError("drain_timeout must be zero or more seconds")
+            raise ConfigError("--drain-timeout must be zero or more seconds")
         if self.max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
-        if self.idle_timeout < 0 or self.stats_interval < 0:
-            raise ValueError("idle_timeout and stats_interval must be zero or more seconds")
+            raise ConfigError("--max-connections must be at least 1")
+        if self.idle_timeout < 0:
+            raise ConfigError("--idle-timeout must be zero or more seconds")
+        if self.stats_interval < 0:
+            raise ConfigError("--stats-interval must be zero or more seconds")
         if self.backlog < 1:
-            raise ValueError("backlog must be at least 1")
+            raise ConfigError("--backlog must be at least 1")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,20 +159,20 @@ class ClientConfig:
     timeout: float = 10.0  # seconds: bounds the connect and any silence while echo is owed
 
     def __post_init__(self) -> None:
-        parse_port(str(self.port))
+        _check_port(self.port)
         if not self.timeout > 0:
-            raise ValueError("timeout must be more than 0 seconds")
+            raise ConfigError("--timeout must be more than 0 seconds")
         if self.udp and (self.tls or self.unix is not None):
-            raise ValueError("--udp does not go with --tls or --unix")
+            raise ConfigError("--udp does not go with --tls or --unix")
         if (self.cafile is not None or self.insecure) and not self.tls:
-            raise ValueError("--cafile and --insecure need --tls")
+            raise ConfigError("--cafile and --insecure need --tls")
         if self.retries < 0:
-            raise ValueError("retries must be zero or more")
+            raise ConfigError("--retries must be zero or more")
 
     @property
     def where(self) -> str:
         """'localhost port 10000' or the Unix socket path, for messages."""
-        return self.unix if self.unix is not None else f"{self.host} port {self.port}"
+        return self.unix if self.unix is not None else host_port(self.host, self.port, self.udp)
 
 
 def parse_count(text: str, minimum: int = 1) -> int:
@@ -168,9 +180,9 @@ def parse_count(text: str, minimum: int = 1) -> int:
     try:
         count = int(text, 10)
     except ValueError:
-        raise ValueError(f"invalid number {text!r}: not a whole number") from None
+        raise ConfigError(f"invalid number {text!r}: not a whole number") from None
     if count < minimum:
-        raise ValueError(f"invalid number {count}: must be {minimum} or more")
+        raise ConfigError(f"invalid number {count}: must be {minimum} or more")
     return count
 
 
@@ -179,9 +191,9 @@ def parse_mode(text: str) -> int:
     try:
         mode = int(text, 8)
     except ValueError:
-        raise ValueError(f"invalid mode {text!r}: use octal digits, e.g. 600") from None
+        raise ConfigError(f"invalid mode {text!r}: use octal digits, e.g. 600") from None
     if not 0 <= mode <= 0o777:
-        raise ValueError(f"invalid mode {text!r}: must be 000 to 777")
+        raise ConfigError(f"invalid mode {text!r}: must be 000 to 777")
     return mode
 
 
@@ -190,9 +202,9 @@ def parse_rate(text: str) -> float:
     try:
         rate = float(text)
     except ValueError:
-        raise ValueError(f"invalid rate {text!r}: not a number") from None
+        raise ConfigError(f"invalid rate {text!r}: not a number") from None
     if not 0 < rate < float("inf"):
-        raise ValueError(f"invalid rate {text!r}: must be more than 0")
+        raise ConfigError(f"invalid rate {text!r}: must be more than 0")
     return rate
 
 
@@ -212,15 +224,26 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         if self.target.udp:
-            raise ValueError("the bench runs over TCP, TLS or Unix sockets, not UDP")
-        if self.connections < 1 or self.pipeline < 1 or self.workers < 1:
-            raise ValueError("--connections, --pipeline and --workers must be 1 or more")
+            raise ConfigError("the bench runs over TCP, TLS or Unix sockets, not UDP")
+        for flag, value in (
+            ("--connections", self.connections),
+            ("--pipeline", self.pipeline),
+            ("--workers", self.workers),
+            ("--size", self.size),
+        ):
+            if value < 1:
+                raise ConfigError(f"{flag} must be at least 1")
         if self.connections < self.workers:
-            raise ValueError("--connections must be at least --workers")
-        if self.size < 1:
-            raise ValueError("--size must be at least 1 byte")
-        if self.rate < 0 or self.duration <= 0 or self.warmup < 0 or self.requests < 0:
-            raise ValueError("--rate, --warmup and --requests must be 0 or more, --duration more")
+            raise ConfigError("--connections must be at least --workers")
+        for flag, amount in (
+            ("--rate", self.rate),
+            ("--warmup", self.warmup),
+            ("--requests", self.requests),
+        ):
+            if amount < 0:
+                raise ConfigError(f"{flag} must be zero or more")
+        if not self.duration > 0:
+            raise ConfigError("--duration must be more than 0 seconds")
 
     @property
     def closed_loop(self) -> bool:

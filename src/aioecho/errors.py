@@ -3,11 +3,14 @@
 Pure: imports neither asyncio, socket nor ssl.
 
     AioechoError            a failure the user can act on; str() is one lowercase line
+    ├── ConfigError         a setting is out of range or conflicts (also a ValueError); names
+    │                       the command-line flag, since that is where users set it
     ├── ListenError         a listening socket could not be opened
     ├── TLSSetupError       a certificate or key could not be loaded
     ├── ResolveError        a host name did not resolve
     ├── ConnectError        the client could not reach the server
-    └── EchoError           the server's echo was wrong, cut short or too slow
+    ├── EchoError           the server's echo was wrong, cut short or too slow
+    └── BenchError          a load run saw errors, or could not run
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import os
 
 __all__ = [
     "AioechoError",
+    "BenchError",
+    "ConfigError",
     "ConnectError",
     "EchoError",
     "ExitStatus",
@@ -53,6 +58,11 @@ class AioechoError(Exception):
     """Base class of every error meant for the user rather than the developer."""
 
 
+class ConfigError(AioechoError, ValueError):
+    """A setting the program cannot run with: '--max-buffer must be at least 1 byte'. The CLI
+    exits with the usage status (2)."""
+
+
 class ListenError(AioechoError):
     """where: '127.0.0.1 port 10000' or a Unix socket path; why: an OSError or a reason."""
 
@@ -83,3 +93,7 @@ class ConnectError(AioechoError):
 
 class EchoError(AioechoError):
     """The echo did not come back whole: it differed, stopped short, or the server fell silent."""
+
+
+class BenchError(AioechoError):
+    """The load run failed: wrong or missing echoes, or a worker or spawned server that failed."""

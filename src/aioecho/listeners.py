@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .addresses import format_address, host_port
 from .config import ServerConfig
 from .errors import ListenError, ResolveError
 
@@ -24,7 +25,6 @@ __all__ = [
     "Endpoint",
     "announce",
     "bind_all",
-    "format_address",
     "open_sockets",
     "remove_unix_socket",
     "resolve",
@@ -44,14 +44,6 @@ class Endpoint:
     family: int
     sockaddr: tuple[Any, ...]
     type: int = socket.SOCK_STREAM
-
-
-def format_address(sockaddr: Any, kind: int = socket.SOCK_STREAM) -> str:
-    """'127.0.0.1 port 54321', '::1 port 54321 (udp)' or a Unix socket path."""
-    if isinstance(sockaddr, tuple):
-        text = f"{sockaddr[0]} port {sockaddr[1]}"
-        return f"{text} (udp)" if kind == socket.SOCK_DGRAM else text
-    return str(sockaddr)
 
 
 async def resolve(hosts: Iterable[str], types: Iterable[int]) -> list[Endpoint]:
@@ -143,7 +135,7 @@ def _bound_socket(
         sock.setblocking(False)
     except OSError as err:
         sock.close()
-        raise ListenError(format_address((host, port), endpoint.type), err) from None
+        raise ListenError(host_port(host, port, endpoint.type == socket.SOCK_DGRAM), err) from None
     return sock
 
 
@@ -200,4 +192,5 @@ def remove_unix_socket(path: str, inode: int) -> None:
 def announce(sockets: Iterable[socket.socket], level: int) -> None:
     """The 'listening on' line of each socket, which scripts read the port from."""
     for sock in sockets:
-        _log.log(level, "listening on %s", format_address(sock.getsockname(), sock.type))
+        udp = sock.type == socket.SOCK_DGRAM
+        _log.log(level, "listening on %s", format_address(sock.getsockname(), udp))

@@ -9,13 +9,14 @@ formatter shows in place of the logger name.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import sys
 from collections.abc import Callable
 from typing import Any, Final, TextIO
 
-__all__ = ["NOTICE", "ConnectionLog", "FloodCounter", "configure", "peer_name", "preview"]
+from .errors import describe_os_error
+
+__all__ = ["NOTICE", "ConnectionLog", "FloodCounter", "LoopErrorLog", "configure", "preview"]
 
 # Between INFO and WARNING: lines that scripts read (the listening port), shown even with -q.
 NOTICE: Final = 25
@@ -29,19 +30,6 @@ def preview(data: bytes) -> str:
     if len(data) <= PREVIEW_BYTES:
         return repr(data)
     return f"{bytes(data[:PREVIEW_BYTES])!r}... ({len(data)} bytes)"
-
-
-_unnamed_peers = itertools.count(1)
-
-
-def peer_name(prefix: str, peername: Any) -> str:
-    """The seed's per-connection name: EchoServer_::1_63347; a Unix socket peer has no address,
-    so it gets a number: EchoServer_unix_7."""
-    if isinstance(peername, tuple) and len(peername) >= 2:
-        return f"{prefix}_{peername[0]}_{peername[1]}"
-    if peername is None:  # the transport no longer knows (uvloop, once closed)
-        return f"{prefix}_unknown"
-    return f"{prefix}_unix_{next(_unnamed_peers)}"
 
 
 class ConnectionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -101,3 +89,30 @@ def configure(verbosity: int, stream: TextIO | None = None, tag: str | None = No
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class LoopErrorLog:
+    """A loop exception handler: one line instead of asyncio's traceback for a fault on one
+    connection (an OSError: not a crash), and the same message at most once a second, since some
+    faults repeat per connection (asyncio reports EMFILE on every accept). Anything else is a
+    bug, and keeps its traceback."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, int]] = {}  # message -> (when logged, repeats since)
+        self._log = logging.getLogger("aioecho.main")
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        message = context.get("message", "unexpected event loop error")
+        if exc is not None and not isinstance(exc, OSError | asyncio.TimeoutError):
+            self._log.error("%s", message, exc_info=exc)
+            return
+        text = f"{message}: {describe_os_error(exc) if exc else 'no details'}"
+        now = loop.time()
+        last, repeats = self._last.get(text, (-1e9, 0))
+        if now - last < 1.0:
+            self._last[text] = (last, repeats + 1)
+            return
+        self._last[text] = (now, 0)
+        more = f" (and {repeats} more like it)" if repeats else ""
+        self._log.error("%s%s", text, more)

@@ -6,19 +6,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from .logs import FloodCounter
 from .stats import StatsSnapshot
 
-if TYPE_CHECKING:
-    from .server import EchoServerProtocol
-
-__all__ = ["Connections"]
+__all__ = ["Connections", "Tracked"]
 
 _main_log = logging.getLogger("aioecho.main")
 
 MIN_SWEEP_INTERVAL: Final = 0.05  # seconds
+
+
+class Tracked(Protocol):
+    """What the registry needs of a connection (server.Tracked is one): its counters,
+    which the registry reads and the idle sweep marks, and a way to end it."""
+
+    bytes_in: int  # received so far (and so handed back for echo)
+    unsent_at_close: int  # echo dropped by abort(): not counted as sent
+    idle_mark: tuple[int, int]  # the sweep's last view of (bytes_in, queued())
+    idle_since: float  # loop time at which idle_mark last changed
+
+    def queued(self) -> int:
+        """Bytes of echo waiting to be sent."""
+        ...
+
+    def abort(self, reason: str) -> None:
+        """End the connection now; the reason goes into its closing line."""
+        ...
 
 
 class Connections:
@@ -28,7 +43,7 @@ class Connections:
     def __init__(self, *, max_connections: int | None = None, idle_timeout: float = 0.0) -> None:
         self.max_connections = max_connections  # None: no limit
         self.idle_timeout = idle_timeout  # seconds; 0: never
-        self._open: set[EchoServerProtocol] = set()
+        self._open: set[Tracked] = set()
         self._empty = asyncio.Event()  # set while no connection is open
         self._empty.set()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -47,7 +62,7 @@ class Connections:
     def __len__(self) -> int:
         return len(self._open)
 
-    def admit(self, conn: EchoServerProtocol) -> bool:
+    def admit(self, conn: Tracked) -> bool:
         """Register conn; False (and counted as refused) when --max-connections are open."""
         if self.max_connections is not None and len(self._open) >= self.max_connections:
             self._refusals.add()
@@ -59,7 +74,7 @@ class Connections:
             self._schedule_sweep()
         return True
 
-    def discard(self, conn: EchoServerProtocol, exc: Exception | None) -> None:
+    def discard(self, conn: Tracked, exc: Exception | None) -> None:
         if conn not in self._open:
             return
         self._open.discard(conn)
@@ -72,7 +87,7 @@ class Connections:
 
     def snapshot(self) -> StatsSnapshot:
         open_in = sum(c.bytes_in for c in self._open)
-        queued = sum(c.transport.get_write_buffer_size() for c in self._open)
+        queued = sum(c.queued() for c in self._open)
         return StatsSnapshot(
             accepted=self.accepted,
             active=len(self._open),
@@ -114,7 +129,7 @@ class Connections:
         self._sweeper = None
         now = asyncio.get_running_loop().time()
         for conn in list(self._open):
-            mark = (conn.bytes_in, conn.transport.get_write_buffer_size())
+            mark = (conn.bytes_in, conn.queued())
             if mark != conn.idle_mark:
                 conn.idle_mark, conn.idle_since = mark, now
             elif now - conn.idle_since >= self.idle_timeout:

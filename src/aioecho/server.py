@@ -8,7 +8,6 @@ it writes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -17,10 +16,11 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Final, cast
 
+from .addresses import describe_target, peer_name
 from .config import DEFAULT_MAX_BUFFER, ServerConfig
 from .errors import describe_os_error
 from .listeners import announce, open_sockets, remove_unix_socket
-from .logs import NOTICE, peer_name, preview
+from .logs import NOTICE, preview
 from .ratelimit import UdpPolicy
 from .registry import Connections
 from .stats import StatsSnapshot
@@ -122,6 +122,9 @@ class EchoServerProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.transport.resume_reading()
+
+    def queued(self) -> int:
+        return self.transport.get_write_buffer_size()
 
     def abort(self, reason: str) -> None:
         """End the connection now, dropping queued echo; the close line gives the reason."""
@@ -257,7 +260,7 @@ async def serve(
         )
     unix_inode = None
     if sockets is None:
-        _main_log.info("starting up on %s", describe_target(config))
+        _main_log.info("starting up on %s", describe_target(config.hosts, config.port, config.unix))
         sockets, unix_inode = await open_sockets(config)
         announce(sockets, NOTICE)
     listeners: list[asyncio.Server] = []
@@ -279,26 +282,14 @@ async def serve(
     return Server(config, listeners, datagrams, connections, unix_inode)
 
 
-def describe_target(config: ServerConfig) -> str:
-    """'localhost port 10000' or the Unix socket path, as the start-up line gives it."""
-    if config.unix is not None:
-        return config.unix
-    return f"{', '.join(config.hosts)} port {config.port}"
-
-
 def _affordable_connections(wanted: int) -> int:
     """--max-connections, lowered if the open-file limit cannot hold that many sockets.
 
     Running out of descriptors is worse than refusing: asyncio then logs an accept error per
-    connection in a loop, and uvloop's libuv silently drops new peers. So the soft limit is
-    raised as far as the hard limit allows, and the connection limit kept below what remains."""
+    connection in a loop, and uvloop's libuv silently drops new peers. The limit itself is the
+    program's to raise (the CLI does, before serving); a library call leaves it alone."""
     need = wanted + FD_RESERVE
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < need:
-        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY or soft >= need:
         return wanted
     affordable = max(1, soft - FD_RESERVE)

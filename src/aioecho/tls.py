@@ -14,8 +14,9 @@ import ssl
 from collections.abc import Callable
 from typing import Final, cast
 
+from .addresses import peer_name
 from .errors import TLSSetupError, describe_os_error
-from .logs import ConnectionLog, peer_name
+from .logs import ConnectionLog
 
 __all__ = ["TLSAcceptProtocol", "client_context", "describe_tls_error", "server_context"]
 

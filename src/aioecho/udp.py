@@ -7,6 +7,7 @@ import logging
 import socket
 from typing import Any, cast
 
+from .addresses import format_address
 from .config import ClientConfig
 from .errors import ConnectError, EchoError, ResolveError, describe_os_error
 from .logs import ConnectionLog, FloodCounter, preview
@@ -40,7 +41,7 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self._debug:
-            _log.debug("%s port %s: received %s", addr[0], addr[1], preview(data))
+            _log.debug("%s: received %s", format_address(addr, udp=True), preview(data))
         if self._write_paused or not self._policy.allow(addr[0], addr[1], self._loop.time()):
             self._drops.add()
             return
@@ -93,7 +94,7 @@ async def echo_datagrams(messages: list[bytes], config: ClientConfig) -> None:
     says nobody listens."""
     loop = asyncio.get_running_loop()
     log = ConnectionLog(logging.getLogger("aioecho.client"), "EchoClient")
-    where = f"{config.host} port {config.port} (udp)"
+    where = config.where
     try:
         transport, protocol = await loop.create_datagram_endpoint(
             _DatagramClientProtocol, remote_addr=(config.host, config.port)
@@ -104,7 +105,7 @@ async def echo_datagrams(messages: list[bytes], config: ClientConfig) -> None:
         raise ConnectError(where, describe_os_error(err)) from None
     try:
         peer = transport.get_extra_info("peername")
-        log.info("connecting to %s port %s (udp)", peer[0], peer[1])
+        log.info("connecting to %s", format_address(peer, udp=True))
         per_try = config.timeout / (config.retries + 1)
         for number, message in enumerate(messages, 1):
             for _attempt in range(config.retries + 1):

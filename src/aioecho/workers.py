@@ -6,39 +6,89 @@ worker woken takes every queued connection at once). This process only reserves 
 bound socket that does not listen, so it is never handed a connection). UDP and Unix sockets,
 and every socket where SO_REUSEPORT is missing: one socket opened here and inherited by all.
 
-A worker that dies is started again; SIGINT/SIGTERM is passed on once to every worker, which
-drains its connections; SIGUSR1 is passed on too. Workers run in their own session, so a
-Ctrl-C at the terminal reaches them only through here, and each stops by itself if this
-process disappears.
+A worker that dies is started again; SIGINT, SIGTERM or SIGHUP is passed on, as SIGTERM, once
+to every worker, which drains its connections; SIGUSR1 is passed on too. Workers run in their
+own session, so a Ctrl-C at the terminal reaches them only through here, and each stops by
+itself if this process disappears.
+
+Both halves live here. A worker is `aioecho server` run with the supervisor's own arguments;
+what makes it a worker (its number, the inherited descriptors, whom to tell it is ready) travels
+in one environment variable, AIOECHO_WORKER, never in command-line flags, so nothing hidden
+can clash with a public option. `aioecho bench --workers` uses the same variable for its share.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import os
 import signal
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
+from .addresses import describe_target
 from .config import ServerConfig
+from .errors import AioechoError, ConfigError
 from .listeners import announce, open_sockets, remove_unix_socket
 from .logs import NOTICE
-from .server import describe_target
 from .tls import server_context
 
-__all__ = ["supervise", "worker_count"]
+__all__ = ["ENV", "WorkerRole", "supervise", "worker_count"]
 
 _log = logging.getLogger("aioecho.main")
 
 RESTART_BACKOFF: Final = 1.0  # seconds: a worker that dies this soon is restarted this late
+ENV: Final = "AIOECHO_WORKER"
+# Workers per CPU at most: beyond this they only compete for the cores (and a typo such as
+# --workers 99999 would fork until the machine stalls).
+MAX_WORKERS_PER_CPU: Final = 4
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """What a worker process is told by its parent, through the ENV variable."""
+
+    number: int  # server workers count from 1; bench workers from 0 (their share)
+    parent: int  # the parent's pid: a worker whose parent has gone stops
+    fds: tuple[int, ...] = ()  # inherited sockets to serve
+    reuse_port: bool = False  # also open its own TCP sockets with SO_REUSEPORT
+    ready_fd: int | None = None  # write one byte here once serving
+
+    def environ(self) -> dict[str, str]:
+        """os.environ with this role set, for the child."""
+        return {**os.environ, ENV: json.dumps(dataclasses.asdict(self))}
+
+    @classmethod
+    def take(cls) -> WorkerRole | None:
+        """This process's role, if its parent gave it one; removed from the environment, so
+        that a process this one starts is not mistaken for a worker."""
+        text = os.environ.pop(ENV, None)
+        if text is None:
+            return None
+        try:
+            fields = json.loads(text)
+            role = cls(**{**fields, "fds": tuple(fields.get("fds", ()))})
+            if not isinstance(role.number, int) or not isinstance(role.parent, int):
+                raise TypeError("number and parent must be integers")
+        except (ValueError, TypeError) as err:
+            raise AioechoError(f"malformed {ENV} environment variable: {err}") from None
+        return role
 
 
 def worker_count(requested: int) -> int:
-    """--workers 0 means one per CPU."""
-    return requested if requested > 0 else (os.cpu_count() or 1)
+    """--workers 0 means one per CPU; more than MAX_WORKERS_PER_CPU per CPU is refused."""
+    cpus = os.cpu_count() or 1
+    if requested > MAX_WORKERS_PER_CPU * cpus:
+        raise ConfigError(
+            f"--workers {requested}: at most {MAX_WORKERS_PER_CPU * cpus} "
+            f"({MAX_WORKERS_PER_CPU} per CPU, {cpus} CPUs here)"
+        )
+    return requested if requested > 0 else cpus
 
 
 async def supervise(config: ServerConfig, count: int, argv: Sequence[str]) -> None:
@@ -46,7 +96,8 @@ async def supervise(config: ServerConfig, count: int, argv: Sequence[str]) -> No
     until SIGINT/SIGTERM, then stop them gracefully."""
     loop = asyncio.get_running_loop()
     reuse_port = hasattr(socket, "SO_REUSEPORT") and config.unix is None
-    _log.info("starting up on %s with %d workers", describe_target(config), count)
+    target = describe_target(config.hosts, config.port, config.unix)
+    _log.info("starting up on %s with %d workers", target, count)
     if config.tls_cert is not None and config.tls_key is not None:
         server_context(config.tls_cert, config.tls_key)  # fail here, not in every worker
     sockets, unix_inode = await open_sockets(config, reuse_port=reuse_port, listen=not reuse_port)
@@ -63,11 +114,7 @@ async def supervise(config: ServerConfig, count: int, argv: Sequence[str]) -> No
     ready_transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(ready), os.fdopen(ready_read, "rb", 0)
     )
-    command = [
-        sys.executable, "-m", "aioecho", *argv, "--port", str(port),
-        "--worker-fds", ",".join(map(str, fds)) or "none",
-        "--worker-parent", str(os.getpid()), "--worker-ready-fd", str(ready_write),
-    ] + (["--worker-reuse-port"] if reuse_port else [])  # fmt: skip
+    command = [sys.executable, "-m", "aioecho", *argv, "--port", str(port)]
 
     procs: dict[int, asyncio.subprocess.Process] = {}
     stopping = asyncio.Event()
@@ -75,11 +122,14 @@ async def supervise(config: ServerConfig, count: int, argv: Sequence[str]) -> No
     async def keep_running(number: int) -> None:
         while not stopping.is_set():
             started = loop.time()
+            role = WorkerRole(number, os.getpid(), tuple(fds), reuse_port, ready_write)
             proc = await asyncio.create_subprocess_exec(
-                *command, "--worker-id", str(number),
-                stdin=asyncio.subprocess.DEVNULL, pass_fds=[*fds, ready_write],
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                pass_fds=[*fds, ready_write],
                 start_new_session=True,
-            )  # fmt: skip
+                env=role.environ(),
+            )
             procs[number] = proc
             _log.info("worker %d started (pid %d)", number, proc.pid)
             status = await proc.wait()
@@ -104,7 +154,7 @@ async def supervise(config: ServerConfig, count: int, argv: Sequence[str]) -> No
         _log.info("stopping %d workers", len(procs))
         forward(signal.SIGTERM)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop)
     loop.add_signal_handler(signal.SIGUSR1, forward, signal.SIGUSR1)
     running = asyncio.gather(*(keep_running(n) for n in range(1, count + 1)))
@@ -135,3 +185,32 @@ async def _announce_when_ready(
         announce(sockets, NOTICE)
     else:
         waiting.cancel()
+
+
+# The worker's half.
+
+
+async def worker_sockets(config: ServerConfig, role: WorkerRole) -> list[socket.socket]:
+    """A worker's sockets: those its supervisor opened, and with SO_REUSEPORT its own TCP ones."""
+    sockets = [socket.socket(fileno=fd) for fd in role.fds]
+    if role.reuse_port and config.tcp:
+        own, _ = await open_sockets(
+            dataclasses.replace(config, udp=False), reuse_port=True, listen=True
+        )
+        sockets += own
+    return sockets
+
+
+def report_ready(role: WorkerRole) -> None:
+    """Tell the supervisor this worker serves."""
+    if role.ready_fd is not None:
+        os.write(role.ready_fd, b".")
+        os.close(role.ready_fd)
+
+
+async def stop_when_orphaned(stop: asyncio.Event, role: WorkerRole) -> None:
+    """A worker whose supervisor has gone (killed outright, maybe before this worker was even
+    serving) stops by itself."""
+    while os.getppid() == role.parent:
+        await asyncio.sleep(1.0)
+    stop.set()

@@ -1,0 +1,115 @@
+"""`aioecho bench`: run the load (bench.py) in this process or fanned out to --workers
+processes whose exact histograms are merged, optionally against a server spawned for the run,
+then print the table or JSON and fail on any wrong, lost or missing echo."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+from .. import loops
+from ..bench import BenchResult, describe, is_terminal, merge, run_bench
+from ..config import BenchConfig
+from ..errors import BenchError
+from ..logs import LoopErrorLog
+from ..workers import WorkerRole
+
+__all__ = ["run_bench_command", "run_bench_share"]
+
+_main_log = logging.getLogger("aioecho.main")
+
+_background: set[asyncio.Future[None]] = set()  # tasks that must not be garbage-collected
+
+
+async def run_bench_command(
+    config: BenchConfig,
+    *,
+    argv: Sequence[str],
+    spawn: bool = False,
+    as_json: bool = False,
+    loop_name: str = "auto",
+) -> None:
+    """The whole run. argv: the command's own arguments, which --workers processes get again.
+    Raises BenchError when any request failed or none completed."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(LoopErrorLog())
+    server: asyncio.subprocess.Process | None = None
+    extra: list[str] = []
+    try:
+        if spawn:
+            server, port = await _spawn_server(loop_name)
+            config = dataclasses.replace(
+                config, target=dataclasses.replace(config.target, host="127.0.0.1", port=port)
+            )
+            extra = ["--host", "127.0.0.1", "--port", str(port)]
+        _main_log.info("%s, loop %s", describe(config), loops.describe(loop))
+        if config.workers == 1:
+            result = await run_bench(config, sys.stderr if is_terminal(sys.stderr) else None)
+        else:
+            result = await _bench_workers(config, [a for a in argv if a != "--spawn"] + extra)
+    finally:
+        if server is not None:
+            server.terminate()
+            await server.wait()
+    print(result.to_json() if as_json else result.table())
+    if result.errors or not result.requests:
+        what = "no request completed" if not result.requests else f"{result.errors} errors"
+        raise BenchError(
+            f"{what} (mismatches {result.mismatches}, resets {result.resets}, "
+            f"timeouts {result.timeouts})"
+        )
+
+
+async def run_bench_share(config: BenchConfig, role: WorkerRole) -> None:
+    """One of --workers processes: run this share of the load, report it on stdout."""
+    asyncio.get_running_loop().set_exception_handler(LoopErrorLog())
+    result = await run_bench(config.share(role.number))
+    print(result.to_wire(), flush=True)
+
+
+async def _spawn_server(loop_name: str) -> tuple[asyncio.subprocess.Process, int]:
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aioecho", "server", "-q", "--host", "127.0.0.1", "--port", "0",
+        "--loop", loop_name, "--max-connections", "100000",
+        stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert server.stderr is not None
+    while line := await server.stderr.readline():
+        if match := re.search(rb"listening on \S+ port (\d+)", line):
+            # keep reading its log, or a full pipe would stall it
+            _background.add(asyncio.ensure_future(_drain(server.stderr)))
+            return server, int(match.group(1))
+    raise BenchError("the spawned server did not start: " + (await server.stderr.read()).decode())
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
+
+
+async def _bench_workers(config: BenchConfig, argv: list[str]) -> BenchResult:
+    """Run the load in config.workers processes and merge their histograms exactly."""
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "aioecho",
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            env=WorkerRole(i, os.getpid()).environ(),
+        )
+        for i in range(config.workers)
+    ]
+    outputs = await asyncio.gather(*(p.communicate() for p in procs))
+    results = []
+    for proc, (out, _) in zip(procs, outputs, strict=True):
+        if proc.returncode != 0:
+            raise BenchError(f"a bench worker failed with exit status {proc.returncode}")
+        results.append(BenchResult.from_wire(config, out.decode().strip().splitlines()[-1]))
+    return merge(results, config)

@@ -1,0 +1,38 @@
+"""`aioecho client`: the seed's exchange, each message as a datagram (--udp), or stdin streamed
+through the server to stdout (`-`), every byte checked."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Final
+
+from ..client import describe_mismatch, echo_messages, stream_stdio
+from ..config import ClientConfig
+from ..errors import EchoError
+from ..logs import LoopErrorLog
+from ..udp import echo_datagrams
+
+__all__ = ["SEED_MESSAGES", "run_client"]
+
+_main_log = logging.getLogger("aioecho.main")
+
+SEED_MESSAGES: Final = (b"This is the message. ", b"It will be sent ", b"in parts.")
+
+
+async def run_client(config: ClientConfig, messages: Sequence[bytes]) -> None:
+    """Send messages (b'-' alone: stream stdin) and check the echo; raises AioechoError."""
+    asyncio.get_running_loop().set_exception_handler(LoopErrorLog())
+    _main_log.info("waiting for client to complete")
+    if config.udp:
+        await echo_datagrams(list(messages), config)
+    elif list(messages) == [b"-"]:
+        count = await stream_stdio(config)
+        _main_log.info("echoed %d bytes intact", count)
+    else:
+        sent = b"".join(messages)
+        got = await echo_messages(list(messages), config, logging.INFO)
+        if got != sent:
+            raise EchoError(describe_mismatch(sent, got))
+    _main_log.info("closing event loop")

@@ -1,0 +1,81 @@
+"""`aioecho server`: serve until SIGINT, SIGTERM or SIGHUP, with statistics on SIGUSR1 and every
+--stats-interval, as a single process or as one of --workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import signal
+from collections.abc import Callable
+
+from .. import loops
+from ..config import ServerConfig
+from ..logs import NOTICE, LoopErrorLog
+from ..server import FD_RESERVE, serve
+from ..workers import WorkerRole, report_ready, stop_when_orphaned, worker_sockets
+
+__all__ = ["STOP_SIGNALS", "raise_open_file_limit", "run_server"]
+
+_main_log = logging.getLogger("aioecho.main")
+_stats_log = logging.getLogger("aioecho.stats")
+
+# SIGHUP too: a closed terminal should end the server the way Ctrl-C does, draining.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def raise_open_file_limit(wanted: int) -> None:
+    """Raise this process's soft limit on open files towards `wanted` (as far as the hard limit
+    allows): a server that runs out of descriptors serves nobody well. The program's decision,
+    not the library's: serve() only lowers its connection limit to what the limit affords."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+async def run_server(config: ServerConfig, role: WorkerRole | None = None) -> None:
+    """The server until a stop signal; role: set when this process is one of --workers."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(LoopErrorLog())
+    _main_log.info("using %s", loops.describe(loop))
+    stop = asyncio.Event()
+    # Before serve(): a script may signal as soon as it reads the listening line.
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    raise_open_file_limit(config.max_connections + FD_RESERVE)
+    watcher = None
+    if role is not None:
+        server = await serve(config, sockets=await worker_sockets(config, role))
+        report_ready(role)
+        watcher = asyncio.ensure_future(stop_when_orphaned(stop, role))
+    else:
+        server = await serve(config)
+
+    def log_stats(level: int = NOTICE) -> None:
+        _stats_log.log(level, "%s", server.stats().line())
+
+    # asked for (SIGUSR1, --stats-interval): shown with -q too
+    loop.add_signal_handler(signal.SIGUSR1, log_stats)
+    ticker = asyncio.ensure_future(_every(config.stats_interval, log_stats))
+    await stop.wait()
+    ticker.cancel()
+    if watcher is not None:
+        watcher.cancel()
+    for signum in STOP_SIGNALS:  # a second signal ends the drain at once
+        loop.add_signal_handler(signum, server.abort)
+    await server.close()
+    log_stats(logging.INFO)
+
+
+async def _every(interval: float, action: Callable[[], None]) -> None:
+    if interval <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time()
+    while True:
+        deadline += interval
+        await asyncio.sleep(max(0.0, deadline - loop.time()))
+        action()
