@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck soak clean
+.PHONY: run test lint typecheck soak test-asyncio-debug clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ typecheck: $(VENV)/.installed-test
 
 test: lint typecheck
 	$(BIN)/python -m pytest
+
+# asyncio's debug mode: never-retrieved exceptions, unclosed transports, callbacks that block
+test-asyncio-debug: $(VENV)/.installed-test
+	PYTHONASYNCIODEBUG=1 $(BIN)/python -m pytest -W error::ResourceWarning
 
 soak: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m slow -s

@@ -73,9 +73,10 @@ class ServerProcess:
     def start(self, listeners: int = 1) -> ServerProcess:
         self.wait_for_line(r"^main: listening on ")
         with self._new_line:
-            self._new_line.wait_for(
+            announced = self._new_line.wait_for(
                 lambda: sum(bool(LISTENING.match(ln)) for ln in self.lines) >= listeners, WAIT
             )
+            assert announced, f"fewer than {listeners} listening lines in {self.lines}"
             self.addresses = [
                 (m.group(1), int(m.group(2) or 0))
                 for ln in self.lines
@@ -212,20 +213,24 @@ def stats_now(server: ServerProcess) -> dict[str, int]:
     before = sum(bool(STATS.match(ln)) for ln in server.lines)
     server.proc.send_signal(signal.SIGUSR1)
     with server._new_line:
-        server._new_line.wait_for(
+        logged = server._new_line.wait_for(
             lambda: sum(bool(STATS.match(ln)) for ln in server.lines) > before, WAIT
         )
+        assert logged, f"no stats line after SIGUSR1: {server.lines[-5:]}"
         line = [ln for ln in server.lines if STATS.match(ln)][-1]
     return {k: int(v) for k, v in (kv.split("=") for kv in line[len("stats: ") :].split())}
 
 
 def wait_for_stats(server: ServerProcess, **expected: int) -> dict[str, int]:
-    """Poll the statistics until they show `expected`: connections close asynchronously."""
+    """Poll the statistics until they show `expected` (connections close asynchronously); fail
+    with the last figures if they do not within WAIT seconds."""
     deadline = time.monotonic() + WAIT
     while True:
         stats = stats_now(server)
-        if all(stats[k] == v for k, v in expected.items()) or time.monotonic() > deadline:
+        if all(stats[k] == v for k, v in expected.items()):
             return stats
+        assert time.monotonic() < deadline, f"stats never showed {expected}: last {stats}"
+        time.sleep(0.05)
 
 
 def open_fds(pid: int) -> int:

@@ -10,6 +10,7 @@ against the request it answers: each request starts with its sequence number.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import json
@@ -33,45 +34,88 @@ MIB: Final = 1024 * 1024
 _perf_ns = time.perf_counter_ns
 
 
-class _Run:
-    """State shared by the connections of one bench process."""
+# Requests kept in flight by one process in open loop, in bytes: past this the generator does not
+# send (and says so) rather than queue without bound behind a server that cannot keep up.
+MAX_INFLIGHT_BYTES: Final = 256 * MIB
+MAX_INFLIGHT_PER_CONNECTION: Final = 100_000
 
-    def __init__(self, config: BenchConfig) -> None:
+
+class _Run:
+    """State shared by the connections of one bench process.
+
+    A request is measured when it is sent (closed loop) or scheduled (open loop) inside the
+    measured window, whenever its echo comes back: a request scheduled in the window and never
+    answered is an error (timeout, reset, closed by the server, or not sent), not a silent gap.
+    """
+
+    def __init__(self, config: BenchConfig, connections: int) -> None:
         self.config = config
         self.size = config.size
         self.closed_loop = config.closed_loop
         self.histogram = LatencyHistogram()
-        self.measuring = False  # past the warm-up
-        self.stopping = False  # no new requests
-        self.completed = 0  # measured requests
+        self.measuring = False  # sends now are in the measured window
+        self.window_start: int | None = None  # perf_counter_ns of the measured window
+        self.window_end: int | None = None
+        self.stopping = False  # no new requests; connections may be closed by us
+        self.completed = 0  # measured requests answered
+        self.lost = 0  # measured requests that will never be answered
         self.budget = config.requests or -1  # measured requests still to send; -1: no limit
         self.mismatches = 0
         self.resets = 0
         self.timeouts = 0
+        self.closed = 0  # requests in flight on a connection the server closed
+        self.closed_connections = 0
+        self.unsent = 0  # measured requests not sent: connection gone, or the in-flight cap
+        self.alive = connections
+        self.inflight_cap = _inflight_cap(config)
         self._seq = 0
         self._body = random.Random(config.size).randbytes(max(0, config.size - 8))
-        self.all_done = asyncio.Event()  # set once the request budget is used up
+        # set once the measured requests are all settled (--requests), or no connection is left
+        self.ended = asyncio.Event()
 
     def payload(self) -> bytes:
         """The next request: its sequence number (8 bytes, cut to size) and a fixed body."""
         self._seq += 1
         return (self._seq.to_bytes(8, "big") + self._body)[-self.size :]
 
-    def may_send(self) -> bool:
+    def may_send(self, measured: bool | None = None) -> bool:
+        """Whether another request may go out; a measured one uses up the --requests budget."""
         if self.stopping:
             return False
-        if self.measuring and self.budget >= 0:
+        if (self.measuring if measured is None else measured) and self.budget >= 0:
             if self.budget == 0:
                 return False
             self.budget -= 1
         return True
 
     def complete(self, latency_ns: int) -> None:
-        if self.measuring:
-            self.histogram.record(latency_ns)
-            self.completed += 1
-            if self.completed == self.config.requests:
-                self.all_done.set()
+        self.histogram.record(latency_ns)
+        self.completed += 1
+        if self.completed + self.lost == self.config.requests:
+            self.ended.set()
+
+    def not_sent(self, measured: bool) -> None:
+        if measured:
+            self.unsent += 1
+            self.lose(1)
+
+    def lose(self, measured: int) -> None:
+        self.lost += measured
+        if measured and self.completed + self.lost == self.config.requests:
+            self.ended.set()
+
+    def connection_gone(self) -> None:
+        self.alive -= 1
+        if not self.alive:
+            self.ended.set()
+
+
+def _inflight_cap(config: BenchConfig) -> int:
+    per_process = max(1, config.connections // config.workers)
+    return max(
+        config.pipeline,
+        min(MAX_INFLIGHT_PER_CONNECTION, MAX_INFLIGHT_BYTES // config.size // per_process),
+    )
 
 
 class BenchProtocol(asyncio.Protocol):
@@ -79,9 +123,10 @@ class BenchProtocol(asyncio.Protocol):
 
     def __init__(self, run: _Run) -> None:
         self.run = run
-        self.inflight: deque[tuple[int, bytes]] = deque()  # (scheduled ns, request) in order
+        # (scheduled ns, request, measured) in the order sent
+        self.inflight: deque[tuple[int, bytes, bool]] = deque()
         self.pending = bytearray()  # echo received, not yet a whole request's worth
-        self.broken = False  # mismatched or lost: no more requests
+        self.broken = False  # mismatched, lost or timed out: no more requests
         loop = asyncio.get_running_loop()
         self.settled: asyncio.Future[None] = loop.create_future()  # stopping, nothing in flight
         self.closed: asyncio.Future[None] = loop.create_future()
@@ -90,10 +135,18 @@ class BenchProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, scheduled_ns: int) -> None:
+    def send(self, scheduled_ns: int, measured: bool) -> None:
+        if self.broken:
+            self.run.not_sent(measured)
+            return
         payload = self.run.payload()
-        self.inflight.append((scheduled_ns, payload))
-        self.transport.write(payload)
+        try:
+            self.transport.write(payload)
+        except RuntimeError:  # uvloop: the transport closed before connection_lost was called
+            self.run.not_sent(measured)
+            self.give_up("closed")
+            return
+        self.inflight.append((scheduled_ns, payload, measured))
 
     def data_received(self, data: bytes) -> None:
         run = self.run
@@ -106,18 +159,19 @@ class BenchProtocol(asyncio.Protocol):
             echo = bytes(self.pending[: run.size])
             del self.pending[: run.size]
             self._answer(echo, now)
-        if self.pending and not self.inflight:
-            self._fail()  # bytes nobody asked for
+        if self.pending and not self.inflight and not self.broken:
+            self.give_up("mismatch")  # bytes nobody asked for
 
     def _answer(self, echo: bytes, now: int) -> None:
-        scheduled, request = self.inflight.popleft()
-        if echo != request:
-            self._fail()
+        if echo != self.inflight[0][1]:
+            self.give_up("mismatch")
             return
+        scheduled, _, measured = self.inflight.popleft()
         run = self.run
-        run.complete(now - scheduled)
+        if measured:
+            run.complete(now - scheduled)
         if run.closed_loop and not self.broken and run.may_send():
-            self.send(_perf_ns())
+            self.send(_perf_ns(), run.measuring)
         elif run.stopping and not self.inflight:
             self.settle()
 
@@ -126,20 +180,42 @@ class BenchProtocol(asyncio.Protocol):
         if not self.settled.done():
             self.settled.set_result(None)
 
-    def _fail(self) -> None:
-        if not self.broken:
-            self.broken = True
-            self.run.mismatches += 1
+    def give_up(self, why: str) -> None:
+        """This connection is done for: count why, and the requests it will never answer."""
+        if self.broken:
+            return
+        self.broken = True
+        run = self.run
+        lost = len(self.inflight)
+        if why == "mismatch":
+            run.mismatches += 1
+        elif why == "reset":
+            run.resets += 1
+        elif why == "timeout":
+            run.timeouts += lost
+        elif why == "closed":
+            run.closed += lost
+            run.closed_connections += 1
+        run.lose(sum(1 for entry in self.inflight if entry[2]))
+        self.inflight.clear()
+        run.connection_gone()
+        if why in ("mismatch", "timeout"):
             self.transport.abort()
-            self.settle()
+        self.settle()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if exc is not None and not self.broken:
-            self.run.resets += 1
-            _log.warning("connection lost: %s", describe_os_error(exc))
+        if exc is not None:
+            if not self.broken:
+                _log.warning("connection lost: %s", describe_os_error(exc))
+            self.give_up("reset")
+        elif not (self.run.stopping and not self.inflight):
+            self.give_up("closed")  # the server closed it while requests were owed or to come
         self.broken = True
         self.settle()
         self.closed.set_result(None)
+
+
+_COUNTERS: Final = ("mismatches", "resets", "timeouts", "closed", "unsent", "closed_connections")
 
 
 @dataclasses.dataclass
@@ -149,9 +225,12 @@ class BenchResult:
     config: BenchConfig
     histogram: LatencyHistogram
     elapsed_s: float
-    mismatches: int = 0
-    resets: int = 0
-    timeouts: int = 0
+    mismatches: int = 0  # wrong echoes (each ends its connection)
+    resets: int = 0  # connections lost with an error
+    timeouts: int = 0  # requests not answered within --timeout
+    closed: int = 0  # requests in flight when the server closed their connection
+    unsent: int = 0  # requests due in the window but not sent (connection gone, in-flight cap)
+    closed_connections: int = 0  # connections the server closed before the run ended
 
     @property
     def requests(self) -> int:
@@ -159,14 +238,13 @@ class BenchResult:
 
     @property
     def errors(self) -> int:
-        return self.mismatches + self.resets + self.timeouts
+        return self.mismatches + self.resets + self.timeouts + self.closed + self.unsent
 
     def merge(self, other: BenchResult) -> None:
         self.histogram.merge(other.histogram)
         self.elapsed_s = max(self.elapsed_s, other.elapsed_s)
-        self.mismatches += other.mismatches
-        self.resets += other.resets
-        self.timeouts += other.timeouts
+        for counter in _COUNTERS:
+            setattr(self, counter, getattr(self, counter) + getattr(other, counter))
 
     def summary(self) -> dict[str, Any]:
         """The figures, with their units in their names."""
@@ -182,9 +260,7 @@ class BenchResult:
             "max_us": h.max / 1000,
             "mean_us": round(h.mean() / 1000, 3),
             "errors": self.errors,
-            "mismatches": self.mismatches,
-            "resets": self.resets,
-            "timeouts": self.timeouts,
+            **{counter: getattr(self, counter) for counter in _COUNTERS},
         }
 
     def to_json(self) -> str:
@@ -193,27 +269,38 @@ class BenchResult:
 
     def to_wire(self) -> str:
         """The exact result, histogram included, for a parent process to merge."""
+        counters = {counter: getattr(self, counter) for counter in _COUNTERS}
         return json.dumps(
-            {
-                "histogram": self.histogram.to_dict(),
-                "elapsed_s": self.elapsed_s,
-                "mismatches": self.mismatches,
-                "resets": self.resets,
-                "timeouts": self.timeouts,
-            }
+            {"histogram": self.histogram.to_dict(), "elapsed_s": self.elapsed_s, **counters}
         )
 
     @classmethod
     def from_wire(cls, config: BenchConfig, text: str) -> BenchResult:
         data = json.loads(text)
+        counters = {counter: int(data[counter]) for counter in _COUNTERS}
         return cls(
-            config,
-            LatencyHistogram.from_dict(data["histogram"]),
-            data["elapsed_s"],
-            data["mismatches"],
-            data["resets"],
-            data["timeouts"],
+            config, LatencyHistogram.from_dict(data["histogram"]), data["elapsed_s"], **counters
         )
+
+    def failure(self) -> str | None:
+        """What went wrong, in one line; None when every measured request came back right."""
+        if not self.errors and self.requests:
+            return None
+        connections = self.config.connections
+        if self.closed_connections == connections:
+            return f"the server closed every connection ({connections} of {connections})"
+        if not self.errors:
+            return "no request completed"
+        parts = [f"{getattr(self, c)} {c}" for c in _COUNTERS[:5] if getattr(self, c)]
+        text = f"{self.errors} errors: {', '.join(parts)}"
+        if self.closed_connections:
+            text += f" (the server closed {self.closed_connections} connections)"
+        if self.unsent:
+            text += (
+                "; requests were not sent when their connection was gone or the generator fell "
+                "behind (at most ~" + str(_inflight_cap(self.config)) + " in flight per connection)"
+            )
+        return text
 
     def table(self) -> str:
         s = self.summary()
@@ -237,52 +324,72 @@ class BenchResult:
 
 async def run_bench(config: BenchConfig, progress: TextIO | None = None) -> BenchResult:
     """One process's share of the load. progress: a terminal to draw a live line on."""
-    run = _Run(config)
+    run = _Run(config, config.connections)
     factory: Callable[[], BenchProtocol] = functools.partial(BenchProtocol, run)
     conns = [(await connect(factory, config.target))[1] for _ in range(config.connections)]
     loop = asyncio.get_running_loop()
     tasks = [asyncio.ensure_future(_watch_timeouts(run, conns))]
+    if progress is not None:
+        tasks.append(asyncio.ensure_future(_progress(run, progress)))
+    run.measuring = not config.warmup
+    scheduler = None
     if config.closed_loop:
         for conn in conns:
             for _ in range(config.pipeline):
                 if run.may_send():
-                    conn.send(_perf_ns())
+                    conn.send(_perf_ns(), run.measuring)
     else:
-        tasks.append(asyncio.ensure_future(_schedule(run, conns, config.rate)))
-    if progress is not None:
-        tasks.append(asyncio.ensure_future(_progress(run, progress)))
-
-    await asyncio.sleep(config.warmup)
+        scheduler = asyncio.ensure_future(_schedule(run, conns, config.rate))
+    await _until_ended(run, config.warmup)
+    run.window_start = _perf_ns()
     run.measuring = True
     started = loop.time()
-    if config.requests:
-        await run.all_done.wait()
-    else:
-        await asyncio.sleep(config.duration)
-    run.measuring = False  # requests still in flight complete unmeasured
+    await _until_ended(run, None if config.requests else config.duration)
+    run.window_end = _perf_ns()
+    run.measuring = False
     elapsed = loop.time() - started
+    if scheduler is not None:  # it stops by itself at the first slot past the window
+        await asyncio.wait([scheduler], timeout=config.target.timeout)
+        scheduler.cancel()
     run.stopping = True
     for task in tasks:
         task.cancel()
     await _finish(run, conns)
     if progress is not None:
         progress.write("\r\033[K")
-    return BenchResult(config, run.histogram, elapsed, run.mismatches, run.resets, run.timeouts)
+    counters = {counter: getattr(run, counter) for counter in _COUNTERS}
+    return BenchResult(config, run.histogram, elapsed, **counters)
+
+
+async def _until_ended(run: _Run, seconds: float | None) -> None:
+    """Sleep this long (None: for ever), or until the run has ended by itself."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(run.ended.wait(), seconds)
 
 
 async def _schedule(run: _Run, conns: list[BenchProtocol], rate: float) -> None:
-    """Open loop: request i goes out at start + i/rate, to the connections in turn, whether or
-    not earlier ones have come back; latency counts from that scheduled time."""
+    """Open loop: request i is due at start + i/rate, to the connections in turn, whether or
+    not earlier ones have come back; latency counts from that scheduled time. A slot that cannot
+    be sent (its connection is gone, or has the most requests in flight it may have) is counted,
+    not skipped silently. Returns at the first slot past the measured window."""
     interval = 1e9 / rate
-    start, sent = _perf_ns(), 0
+    start, slot = _perf_ns(), 0
     while True:
         due = int((_perf_ns() - start) / interval) + 1
-        while sent < due:
-            conn = conns[sent % len(conns)]
-            if not conn.broken and run.may_send():
-                conn.send(start + int(sent * interval))
-            sent += 1
-        await asyncio.sleep(min(0.001, max(0.0, (start + sent * interval - _perf_ns()) / 1e9)))
+        while slot < due:
+            scheduled = start + int(slot * interval)
+            if run.window_end is not None and scheduled >= run.window_end:
+                return
+            measured = run.window_start is not None and scheduled >= run.window_start
+            if not run.may_send(measured):
+                return
+            conn = conns[slot % len(conns)]
+            if len(conn.inflight) >= run.inflight_cap:
+                run.not_sent(measured)
+            else:
+                conn.send(scheduled, measured)
+            slot += 1
+        await asyncio.sleep(min(0.001, max(0.0, (start + slot * interval - _perf_ns()) / 1e9)))
 
 
 async def _watch_timeouts(run: _Run, conns: list[BenchProtocol]) -> None:
@@ -292,9 +399,7 @@ async def _watch_timeouts(run: _Run, conns: list[BenchProtocol]) -> None:
         now = _perf_ns()
         for conn in conns:
             if conn.inflight and not conn.broken and now - conn.inflight[0][0] > timeout_ns:
-                run.timeouts += len(conn.inflight)
-                conn.broken = True
-                conn.transport.abort()
+                conn.give_up("timeout")
 
 
 async def _finish(run: _Run, conns: list[BenchProtocol]) -> None:
@@ -302,9 +407,10 @@ async def _finish(run: _Run, conns: list[BenchProtocol]) -> None:
     for conn in conns:
         if conn.broken or not conn.inflight:
             conn.settle()
-    _, late = await asyncio.wait([c.settled for c in conns], timeout=run.config.target.timeout)
-    if late:
-        run.timeouts += sum(len(c.inflight) for c in conns if not c.settled.done())
+    await asyncio.wait([c.settled for c in conns], timeout=run.config.target.timeout)
+    for conn in conns:
+        if not conn.settled.done():
+            conn.give_up("timeout")
     for conn in conns:
         conn.transport.close()
     await asyncio.gather(*(c.closed for c in conns))

@@ -9,7 +9,7 @@ import difflib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from . import __version__, loops
 from .commands.bench import run_bench_command, run_bench_share
@@ -58,10 +58,10 @@ class _Parser(argparse.ArgumentParser):
             chosen.error(chosen._unrecognized(extras[0]))
         return parsed
 
-    def _subcommand(self, name: str | None) -> argparse.ArgumentParser | None:
+    def _subcommand(self, name: str | None) -> _Parser | None:
         for action in self._actions:
             if isinstance(action, argparse._SubParsersAction) and name in action.choices:
-                return action.choices[name]  # type: ignore[no-any-return]
+                return cast(_Parser, action.choices[name])
         return None
 
     def error(self, message: str) -> NoReturn:

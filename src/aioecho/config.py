@@ -208,6 +208,15 @@ def parse_rate(text: str) -> float:
     return rate
 
 
+# Bounds of the bench's counts: each is far past what one machine can use, and each refuses a
+# typo that would otherwise exhaust memory or descriptors.
+MAX_BENCH_CONNECTIONS: Final = 50_000
+MAX_PIPELINE: Final = 10_000
+MAX_REQUEST_SIZE: Final = 64 * 1024**2
+MAX_RATE: Final = 10_000_000.0
+MAX_IN_FLIGHT_BYTES: Final = 1024**3
+
+
 @dataclass(frozen=True, kw_only=True)
 class BenchConfig:
     """What `aioecho bench` sends, how, and for how long."""
@@ -233,8 +242,22 @@ class BenchConfig:
         ):
             if value < 1:
                 raise ConfigError(f"{flag} must be at least 1")
+        for flag, value, most, shown in (
+            ("--connections", self.connections, MAX_BENCH_CONNECTIONS, "50000"),
+            ("--pipeline", self.pipeline, MAX_PIPELINE, "10000"),
+            ("--size", self.size, MAX_REQUEST_SIZE, "64MiB"),
+            ("--rate", self.rate, MAX_RATE, "10000000 requests/s"),
+        ):
+            if value > most:
+                raise ConfigError(f"{flag} {value:.15g}: at most {shown}")
         if self.connections < self.workers:
             raise ConfigError("--connections must be at least --workers")
+        in_flight = self.connections * self.pipeline * self.size
+        if self.closed_loop and in_flight > MAX_IN_FLIGHT_BYTES:
+            raise ConfigError(
+                f"--connections x --pipeline x --size is {in_flight} bytes in flight: "
+                f"at most {MAX_IN_FLIGHT_BYTES // 1024**2} MiB"
+            )
         for flag, amount in (
             ("--rate", self.rate),
             ("--warmup", self.warmup),

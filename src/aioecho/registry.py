@@ -100,6 +100,8 @@ class Connections:
 
     async def wait_empty(self, timeout: float) -> bool:
         """True once every connection has closed, False if timeout seconds pass first."""
+        if self._empty.is_set():  # wait_for with timeout 0 would time out even then
+            return True
         try:
             await asyncio.wait_for(self._empty.wait(), timeout)
         except asyncio.TimeoutError:

@@ -129,6 +129,8 @@ class TLSAcceptProtocol(asyncio.Protocol):
 
     def _taken_over(self, plain: asyncio.Transport) -> None:
         self._plain_phase = False
+        if plain.get_protocol() is self:
+            return  # start_tls failed before taking over: _handshake reports it and aborts
         if self._raw:
             raw, self._raw = b"".join(self._raw), []
             # after the TLS protocol's connection_made, before any newer byte is read

@@ -57,12 +57,9 @@ async def run_bench_command(
             server.terminate()
             await server.wait()
     print(result.to_json() if as_json else result.table())
-    if result.errors or not result.requests:
-        what = "no request completed" if not result.requests else f"{result.errors} errors"
-        raise BenchError(
-            f"{what} (mismatches {result.mismatches}, resets {result.resets}, "
-            f"timeouts {result.timeouts})"
-        )
+    failure = result.failure()
+    if failure is not None:
+        raise BenchError(failure)
 
 
 async def run_bench_share(config: BenchConfig, role: WorkerRole) -> None:
