@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import subprocess
+import time
 from collections import deque
 from collections.abc import Iterator
 from typing import cast
 
 import pytest
 
-from support import in_thread_loop, run_cli
+from support import error_line, in_thread_loop, require_tool, run_cli
 
 
 class DelayedEcho(asyncio.Protocol):
@@ -176,3 +179,171 @@ def test_requests_never_answered_are_timeouts() -> None:
         assert rc == 1
         assert r["timeouts"] == 6  # every request in flight when the run ended
         assert r["requests"] == 0
+
+
+class ClosingEcho(asyncio.Protocol):
+    """Echoes until `close_at` (loop time), then ends its side cleanly (FIN: a shutdown, since a
+    close with requests still unread would send a reset); at once if that time has passed when
+    the connection comes."""
+
+    def __init__(self, close_at: float) -> None:
+        self.close_at = close_at
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        loop = asyncio.get_running_loop()
+        self.finished = False
+        self.timer = loop.call_at(self.close_at, self.finish)
+
+    def finish(self) -> None:
+        self.finished = True
+        self.transport.write_eof()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.finished:
+            self.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.timer.cancel()
+
+
+def closing_server(after: float) -> Iterator[int]:
+    loop, thread = in_thread_loop("asyncio")
+
+    async def serve() -> asyncio.Server:
+        close_at = loop.time() + after
+        return await loop.create_server(lambda: ClosingEcho(close_at), "127.0.0.1", 0)
+
+    server = asyncio.run_coroutine_threadsafe(serve(), loop).result(10)
+    yield server.sockets[0].getsockname()[1]
+    loop.call_soon_threadsafe(server.close)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
+
+
+def test_a_server_that_closes_mid_run_fails_the_run(loop_name: str) -> None:
+    for port in closing_server(after=0.7):
+        result = run_cli(
+            "bench", "-q", "--port", str(port), "--host", "127.0.0.1", "--json", "-c", "4",
+            "--duration", "5", "--warmup", "0.2", "--loop", loop_name, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        r = json.loads(result.stdout)["result"]
+        assert r["closed_connections"] == 4
+        assert r["closed"] >= 4  # each connection had a request in flight (closed loop)
+        assert r["errors"] >= r["closed"]
+        assert r["elapsed_s"] < 2.0  # the run ends once no connection is left
+        assert error_line(result) == "aioecho: error: the server closed every connection (4 of 4)"
+
+
+def test_a_server_that_closes_at_once_is_named_and_no_traceback(loop_name: str) -> None:
+    for port in closing_server(after=0.0):
+        for _ in range(3):  # uvloop: a write could meet the closed transport, one run in two
+            result = run_cli(
+                "bench", "-q", "--port", str(port), "--host", "127.0.0.1", "--duration", "5",
+                "--loop", loop_name, timeout=30,
+            )  # fmt: skip
+            assert b"Traceback" not in result.stderr, result.stderr
+            assert error_line(result) == (
+                "aioecho: error: the server closed every connection (10 of 10)"
+            )
+
+
+def test_against_socat_running_true(loop_name: str) -> None:
+    socat = require_tool("socat")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [socat, f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", "EXEC:/bin/true"],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        result = run_cli(
+            "bench", "-q", "--port", str(port), "--host", "127.0.0.1", "-c", "2",
+            "--duration", "5", "--loop", loop_name, timeout=30,
+        )  # fmt: skip
+        assert b"Traceback" not in result.stderr, result.stderr
+        assert error_line(result).startswith(
+            "aioecho: error: the server closed every connection (2 of 2"
+        )  # socat's close may come as a reset, when a request is still unread
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_every_request_scheduled_in_the_window_is_accounted_for() -> None:
+    """Open loop against a server slower than the window's tail: requests scheduled near the end
+    are answered after it, and are measured all the same (not silently dropped)."""
+    for port in start_server(delay=0.3):
+        rc, r = bench(port, "--rate", "100", "-c", "2", "--duration", "1", "--warmup", "0")
+        assert rc == 0, r
+        assert 99 <= r["requests"] <= 101  # 100 scheduled in one second at 100/s
+        assert r["min_us"] >= 300_000
+
+
+def test_requests_scheduled_but_never_answered_fail_the_run() -> None:
+    for port in start_server(delay=0.0, stall_after=0.5, stall=30.0):
+        rc, r = bench(
+            port, "--rate", "100", "-c", "2", "--duration", "1", "--warmup", "0",
+            "--timeout", "1",
+        )  # fmt: skip
+        assert rc == 1
+        assert r["timeouts"] > 0
+        assert 99 <= r["requests"] + r["timeouts"] + r["unsent"] <= 101
+
+
+def test_open_loop_counts_what_the_in_flight_cap_keeps_back() -> None:
+    """A pure unit of the scheduler: with room for two requests per connection and nothing
+    answered, every later slot is counted as not sent."""
+    from aioecho.bench import _Run, _schedule
+    from aioecho.config import BenchConfig
+
+    class Silent:
+        def __init__(self) -> None:
+            self.inflight: deque[object] = deque()
+            self.broken = False
+
+        def send(self, scheduled: int, measured: bool) -> None:
+            self.inflight.append((scheduled, measured))
+
+    async def scenario() -> tuple[int, int]:
+        run = _Run(BenchConfig(rate=1000, duration=1), 2)
+        run.inflight_cap = 2
+        run.measuring = True
+        run.window_start = 0
+        conns = [Silent(), Silent()]
+        task = asyncio.ensure_future(_schedule(run, conns, 1000))  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        task.cancel()
+        return sum(len(c.inflight) for c in conns), run.unsent
+
+    sent, unsent = asyncio.run(scenario())
+    assert sent == 4
+    assert unsent >= 50  # about 100 slots in 0.1 s at 1000/s
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--size", "1GiB"], "aioecho: error: --size 1073741824: at most 64MiB"),
+        (["-c", "100000"], "aioecho: error: --connections 100000: at most 50000"),
+    ],
+)
+def test_counts_have_upper_bounds(args: list[str], line: str) -> None:
+    result = run_cli("bench", *args)
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines() == [line]
+
+
+def wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on port {port}"
+            time.sleep(0.02)

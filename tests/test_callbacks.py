@@ -238,7 +238,7 @@ def test_stream_client_fails_at_the_first_wrong_byte_and_aborts() -> None:
         protocol.data_received(b"abc")
         protocol.data_received(b"dXf")
         assert transport.aborted
-        with pytest.raises(EchoError, match="differs from what was sent at byte 4$"):
+        with pytest.raises(EchoError, match=r"differs from what was sent at byte 4$"):
             protocol.done.result()
         assert sink == [b"abc"]  # nothing wrong is passed on
         with pytest.raises(EchoError):  # and nothing more is sent
@@ -253,7 +253,7 @@ def test_stream_client_clean_close_with_echo_owed_is_an_error() -> None:
         await protocol.send(b"12345")
         protocol.data_received(b"12")
         protocol.connection_lost(None)
-        with pytest.raises(EchoError, match="^connection lost after 2 bytes: closed$"):
+        with pytest.raises(EchoError, match=r"^connection lost after 2 bytes: closed$"):
             protocol.done.result()
 
     asyncio.run(scenario())
@@ -290,7 +290,7 @@ def test_stream_client_more_echo_than_sent_is_a_mismatch() -> None:
         await protocol.send(b"ab")
         protocol.data_received(b"abc")
         assert transport.aborted
-        with pytest.raises(EchoError, match="at byte 2$"):
+        with pytest.raises(EchoError, match=r"at byte 2$"):
             protocol.done.result()
 
     asyncio.run(scenario())

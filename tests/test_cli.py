@@ -70,9 +70,7 @@ def test_seed_output_is_reproduced(loop_name: str) -> None:
     )
     ours = lines_without(server.lines, "asyncio: ")  # asyncio's debug mode logs more with -v
     assert ours[-3] == "main: closing server"
-    assert ours[-2].startswith(
-        "stats: accepted=1 active=0 refused=0 idle_closed=0 resets=0 "
-    )
+    assert ours[-2].startswith("stats: accepted=1 active=0 refused=0 idle_closed=0 resets=0 ")
     assert re.fullmatch(r"EchoServer_127\.0\.0\.1_\d+", conn)
 
 

@@ -287,8 +287,9 @@ class BenchResult:
         if not self.errors and self.requests:
             return None
         connections = self.config.connections
-        if self.closed_connections == connections:
-            return f"the server closed every connection ({connections} of {connections})"
+        if self.closed_connections + self.resets == connections:
+            reset = f", {self.resets} with a reset" if self.resets else ""
+            return f"the server closed every connection ({connections} of {connections}{reset})"
         if not self.errors:
             return "no request completed"
         parts = [f"{getattr(self, c)} {c}" for c in _COUNTERS[:5] if getattr(self, c)]
