@@ -323,3 +323,47 @@ def test_a_bug_is_a_traceback_and_exit_1_not_a_usage_error() -> None:
     assert result.returncode == 1, stderr
     assert "Traceback (most recent call last)" in stderr
     assert "ValueError: injected bug" in stderr
+
+
+def test_client_stream_ends_when_its_reader_goes_away(loop_name: str, tmp_path: Path) -> None:
+    """`aioecho client - < big | head -c 10` must end (exit 1, one line), not hang."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(pattern_bytes(32 * 1024 * 1024))
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        with big.open("rb") as stdin:
+            proc = subprocess.Popen(
+                aioecho_command(
+                    "client", "-q", "--port", str(server.port), "--loop", loop_name, "-"
+                ),
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        assert proc.stdout is not None and proc.stderr is not None
+        assert len(proc.stdout.read(10)) == 10
+        proc.stdout.close()  # as head does once it has its bytes
+        try:
+            assert proc.wait(WAIT) == 1
+        finally:
+            proc.kill()
+        lines = proc.stderr.read().decode().splitlines()
+        proc.stderr.close()
+        assert lines == ["aioecho: error: cannot write to standard output: broken pipe"]
+        assert server.stop() == 0
+
+
+def test_client_stream_with_stdin_closed_is_an_empty_stream(loop_name: str) -> None:
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        result = subprocess.run(
+            ["bash", "-c", 'exec "$@" <&-', "-", *aioecho_command(
+                "client", "--port", str(server.port), "--loop", loop_name, "-"
+            )],
+            capture_output=True,
+            timeout=WAIT,
+            check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "main: echoed 0 bytes intact" in result.stderr.decode().splitlines()
+        assert server.stop() == 0

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import socket
 import threading
 
 import pytest
 
-from support import WAIT, ServerProcess, pattern_bytes, sha256
+from support import WAIT, ServerProcess, exchange, pattern_bytes, sha256
 
 NOISE = (
     "Traceback",
@@ -25,7 +26,9 @@ def assert_clean(lines: list[str]) -> None:
     assert not noisy, noisy
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"]
+)
 def test_idle_server_exits_zero(sig: int, loop_name: str) -> None:
     with ServerProcess("--host", "127.0.0.1", "--port", "0", "--loop", loop_name) as server:
         server.start()
@@ -77,4 +80,31 @@ def test_connections_left_after_drain_timeout_are_aborted(loop_name: str) -> Non
                 rest = b""
             assert rest == b""  # the peer is told: reset, not a silent hang
     assert "main: aborted 1 connection still open after 0.2s (--drain-timeout)" in server.lines
+    assert_clean(server.lines)
+
+
+def test_sighup_drains_and_removes_the_unix_socket(tmp_path: object) -> None:
+    """A closed terminal (SIGHUP) shuts down as Ctrl-C does: stats, and no socket file left."""
+    from transports import short_unix_path
+
+    path = short_unix_path()
+    with ServerProcess("--unix", path) as server:
+        server.start()
+        assert server.stop(signal.SIGHUP) == 0
+    assert not os.path.exists(path)
+    assert any(ln.startswith("stats: ") for ln in server.lines)
+
+
+def close_stdin() -> None:
+    os.close(0)
+
+
+def test_server_with_stdin_closed_serves_and_stops_cleanly(loop_name: str) -> None:
+    """libuv asserts (exit 134) on a socket at descriptor 0-2: they must be taken first."""
+    with ServerProcess(
+        "--host", "127.0.0.1", "--port", "0", "--loop", loop_name, preexec_fn=close_stdin
+    ) as server:
+        server.start()
+        assert exchange(server.port, b"still served") == b"still served"
+        assert server.stop() == 0
     assert_clean(server.lines)

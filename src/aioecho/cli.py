@@ -395,8 +395,26 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
     return _target(args, udp=args.udp, retries=args.retries)
 
 
+def _open_standard_descriptors() -> None:
+    """Open /dev/null on whichever of descriptors 0-2 is closed (`aioecho server <&-`): else the
+    first socket would take that number, and libuv aborts on a socket at 0-2 (and a closed
+    stdin would read as an error rather than as an empty stream)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: fd itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+        if getattr(sys, name) is None:  # Python leaves these None when the descriptor was closed
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
+    _open_standard_descriptors()  # before any loop exists
     raw = list(argv) if argv is not None else sys.argv[1:]
     parser = build_parser()
     args = parser.parse_args(raw)

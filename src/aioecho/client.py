@@ -10,7 +10,6 @@ constant whatever the size.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -358,7 +357,10 @@ class _OutputPump:
         self.pending = 0  # bytes queued, not yet written
         self.paused = False  # socket reading paused by us
         self.transport: asyncio.Transport | None = None  # whose reading pauses
-        self.flushed: asyncio.Future[None] = loop.create_future()
+        self.flushed: asyncio.Future[None] = loop.create_future()  # the writer thread is done
+        self.error: AioechoError | None = None  # why it stopped early
+        # told at once when the output breaks (its reader went away): nothing more can be shown
+        self.on_error: Callable[[AioechoError], None] = lambda error: None
         threading.Thread(target=self._run, name="aioecho-stdout", daemon=True).start()
 
     def write(self, data: bytes) -> None:
@@ -398,30 +400,48 @@ class _OutputPump:
     def _finished(self, error: OSError | None) -> None:
         if self.flushed.done():
             return
-        if error is None:
-            self.flushed.set_result(None)
-        else:
+        if error is not None:
             reason = describe_os_error(error)
-            self.flushed.set_exception(AioechoError(f"cannot write to standard output: {reason}"))
+            self.error = AioechoError(f"cannot write to standard output: {reason}")
+            self.on_error(self.error)
+        self.flushed.set_result(None)
 
 
-def _read_stdin(
-    fd: int, loop: asyncio.AbstractEventLoop, chunks: asyncio.Queue[bytes | OSError]
-) -> None:
-    """Thread body: read fd into a bounded asyncio queue until EOF. A daemon thread, because a
-    read from a terminal cannot be cancelled and must not hold up the exit."""
-    while True:
-        data: bytes | OSError
-        try:
-            data = os.read(fd, CHUNK)
-        except OSError as err:
-            data = err
-        try:
-            asyncio.run_coroutine_threadsafe(chunks.put(data), loop).result()
-        except (RuntimeError, concurrent.futures.CancelledError):
-            return  # the loop has closed, or cancelled the hand-over: nobody wants more input
-        if not isinstance(data, bytes) or not data:
-            return
+READ_AHEAD: Final = 2  # chunks read from stdin and not yet sent
+
+
+class _InputPump:
+    """Reads a file descriptor from a thread (a read from a terminal or a pipe blocks, and cannot
+    be cancelled) into `chunks`, at most READ_AHEAD chunks ahead of the sender. The thread is a
+    daemon: a read that never returns must not hold up the exit."""
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._fd = fd
+        self._loop = loop
+        self._room = threading.Semaphore(READ_AHEAD)
+        self.chunks: asyncio.Queue[bytes | OSError] = asyncio.Queue()
+        threading.Thread(target=self._run, name="aioecho-stdin", daemon=True).start()
+
+    async def get(self) -> bytes | OSError:
+        """The next chunk: b"" at EOF, an OSError if reading failed."""
+        chunk = await self.chunks.get()
+        self._room.release()
+        return chunk
+
+    def _run(self) -> None:
+        while True:
+            data: bytes | OSError
+            self._room.acquire()
+            try:
+                data = os.read(self._fd, CHUNK)
+            except OSError as err:
+                data = err
+            try:
+                self._loop.call_soon_threadsafe(self.chunks.put_nowait, data)
+            except RuntimeError:
+                return  # the loop has closed: nobody wants more input
+            if not isinstance(data, bytes) or not data:
+                return
 
 
 async def stream_stdio(config: ClientConfig, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
@@ -436,13 +456,11 @@ async def stream_stdio(config: ClientConfig, stdin_fd: int = 0, stdout_fd: int =
         functools.partial(StreamClientProtocol, done, output.write), config
     )
     output.transport = transport
-    chunks: asyncio.Queue[bytes | OSError] = asyncio.Queue(maxsize=2)
-    threading.Thread(
-        target=_read_stdin, args=(stdin_fd, loop, chunks), name="aioecho-stdin", daemon=True
-    ).start()
+    output.on_error = protocol.fail  # ends the run, and the stdin pump with it
+    stdin = _InputPump(stdin_fd, loop)
 
     async def pump_stdin() -> None:
-        while chunk := await chunks.get():
+        while chunk := await stdin.get():
             if isinstance(chunk, OSError):
                 raise AioechoError(f"cannot read standard input: {describe_os_error(chunk)}")
             await protocol.send(chunk)
@@ -468,6 +486,8 @@ async def stream_stdio(config: ClientConfig, stdin_fd: int = 0, stdout_fd: int =
             )
         output.close()
         await output.flushed
+        if output.error is not None:
+            raise output.error
     except BaseException:
         done.cancel()  # nobody will read what the abort below would put there
         transport.abort()

@@ -242,14 +242,15 @@ class BenchConfig:
         ):
             if value < 1:
                 raise ConfigError(f"{flag} must be at least 1")
-        for flag, value, most, shown in (
+        bounds: tuple[tuple[str, float, float, str], ...] = (
             ("--connections", self.connections, MAX_BENCH_CONNECTIONS, "50000"),
             ("--pipeline", self.pipeline, MAX_PIPELINE, "10000"),
             ("--size", self.size, MAX_REQUEST_SIZE, "64MiB"),
             ("--rate", self.rate, MAX_RATE, "10000000 requests/s"),
-        ):
-            if value > most:
-                raise ConfigError(f"{flag} {value:.15g}: at most {shown}")
+        )
+        for flag, amount, most, shown in bounds:
+            if amount > most:
+                raise ConfigError(f"{flag} {amount:.15g}: at most {shown}")
         if self.connections < self.workers:
             raise ConfigError("--connections must be at least --workers")
         in_flight = self.connections * self.pipeline * self.size
