@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from aioecho import loops
@@ -235,3 +235,11 @@ def wait_for_stats(server: ServerProcess, **expected: int) -> dict[str, int]:
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def wait_until(condition: Callable[[], bool], what: str = "the condition") -> None:
+    """Poll condition() until it holds; fail after WAIT seconds."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} never held"
+        time.sleep(0.02)

@@ -188,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--tls-cert", metavar="CERT", help="PEM certificate chain: serve TLS")
     server.add_argument("--tls-key", metavar="KEY", help="PEM private key of --tls-cert")
     server.add_argument(
+        "--tls-handshake-timeout",
+        type=_checked(parse_seconds),
+        default=_SERVER.tls_handshake_timeout,
+        metavar="SECONDS",
+        help="time a peer gets to finish the TLS handshake; it counts as a connection meanwhile "
+        "(default %(default)s)",
+    )
+    server.add_argument(
         "--max-connections",
         type=_checked(parse_count),
         default=_SERVER.max_connections,
@@ -382,6 +390,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         udp_rate=args.udp_rate,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        tls_handshake_timeout=args.tls_handshake_timeout,
         drain_timeout=args.drain_timeout,
         max_buffer=args.max_buffer,
         max_connections=args.max_connections,

@@ -107,6 +107,7 @@ class ServerConfig:
     udp_rate: float = 200.0  # datagrams a second echoed per source address (burst the same)
     tls_cert: str | None = None  # PEM certificate chain: serve TLS over TCP
     tls_key: str | None = None  # PEM private key for tls_cert
+    tls_handshake_timeout: float = 10.0  # seconds a peer gets to finish the TLS handshake
     max_buffer: int = DEFAULT_MAX_BUFFER  # bytes of pending echo before reading pauses
     drain_timeout: float = 5.0  # seconds open connections get to finish on shutdown
     max_connections: int = 10_000  # more are accepted and closed at once
@@ -124,6 +125,8 @@ class ServerConfig:
             raise ConfigError("TLS needs both --tls-cert and --tls-key")
         if self.tls_cert is not None and not self.tcp:
             raise ConfigError("TLS is served over TCP only: add --tcp or drop --tls-cert")
+        if not self.tls_handshake_timeout > 0:
+            raise ConfigError("--tls-handshake-timeout must be more than 0 seconds")
         if self.unix is not None and self.udp:
             raise ConfigError("--unix serves a stream socket: it does not go with --udp")
         if not 0 <= self.unix_mode <= 0o777:

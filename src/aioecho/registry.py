@@ -74,6 +74,16 @@ class Connections:
             self._schedule_sweep()
         return True
 
+    def hand_over(self, conn: Tracked) -> None:
+        """conn passes its place to the protocol that takes its connection next (TLS, once the
+        handshake is done), whose admit() follows at once: conn leaves without counting as a
+        closed connection, and the connection is counted as accepted once."""
+        if conn in self._open:
+            self._open.discard(conn)
+            self.accepted -= 1
+            if not self._open:
+                self._empty.set()
+
     def discard(self, conn: Tracked, exc: Exception | None) -> None:
         if conn not in self._open:
             return

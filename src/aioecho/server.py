@@ -24,7 +24,7 @@ from .logs import NOTICE, preview
 from .ratelimit import UdpPolicy
 from .registry import Connections
 from .stats import StatsSnapshot
-from .tls import TLSAcceptProtocol, server_context
+from .tls import HandshakeFailures, TLSAcceptProtocol, server_context
 from .udp import EchoDatagramProtocol
 
 __all__ = ["EchoServerProtocol", "Server", "serve"]
@@ -154,12 +154,14 @@ class Server:
         datagrams: list[tuple[asyncio.DatagramTransport, EchoDatagramProtocol]],
         connections: Connections,
         unix_inode: int | None = None,
+        tls_failures: HandshakeFailures | None = None,
     ) -> None:
         self._config = config
         self._listeners = listeners
         self._datagrams = [transport for transport, _ in datagrams]
         self._datagram_protocols = [protocol for _, protocol in datagrams]
         self._connections = connections
+        self._tls_failures = tls_failures
         self._unix_inode = unix_inode  # of the socket file we made, removed on close
         self._closing: asyncio.Future[int] | None = None
         self.unix_path = config.unix if unix_inode is not None else None
@@ -219,6 +221,8 @@ class Server:
             )
             await self._connections.wait_empty(drain_timeout + 1.0)
         self._connections.close()
+        if self._tls_failures is not None:
+            self._tls_failures.flush()
         for listener in self._listeners:
             await listener.wait_closed()
         return aborted
@@ -254,9 +258,15 @@ async def serve(
     factory: Callable[[], asyncio.Protocol] = functools.partial(
         EchoServerProtocol, max_buffer=config.max_buffer, connections=connections
     )
+    tls_failures = HandshakeFailures()
     if config.tls_cert is not None and config.tls_key is not None:
         factory = functools.partial(
-            TLSAcceptProtocol, server_context(config.tls_cert, config.tls_key), factory
+            TLSAcceptProtocol,
+            server_context(config.tls_cert, config.tls_key),
+            factory,
+            config.tls_handshake_timeout,
+            connections=connections,
+            failures=tls_failures,
         )
     unix_inode = None
     if sockets is None:
@@ -279,7 +289,7 @@ async def serve(
             )
         else:
             listeners.append(await loop.create_server(factory, sock=sock, backlog=config.backlog))
-    return Server(config, listeners, datagrams, connections, unix_inode)
+    return Server(config, listeners, datagrams, connections, unix_inode, tls_failures)
 
 
 def _affordable_connections(wanted: int) -> int:

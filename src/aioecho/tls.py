@@ -16,9 +16,16 @@ from typing import Final, cast
 
 from .addresses import peer_name
 from .errors import TLSSetupError, describe_os_error
-from .logs import ConnectionLog
+from .logs import ConnectionLog, FloodCounter
+from .registry import Connections
 
-__all__ = ["TLSAcceptProtocol", "client_context", "describe_tls_error", "server_context"]
+__all__ = [
+    "HandshakeFailures",
+    "TLSAcceptProtocol",
+    "client_context",
+    "describe_tls_error",
+    "server_context",
+]
 
 _log = logging.getLogger("aioecho.server")
 
@@ -64,36 +71,96 @@ def client_context(cafile: str | None = None, insecure: bool = False) -> ssl.SSL
     return context
 
 
+class HandshakeFailures:
+    """The log of failed handshakes: a line naming the peer and the reason, at most one a
+    second, and the rest counted, so that a flood of bad peers costs a line a second."""
+
+    def __init__(self) -> None:
+        self._last = float("-inf")  # loop time of the last line
+        self._folded = FloodCounter(self._report)
+
+    def failed(self, name: str, reason: str) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._last >= 1.0:
+            self._last = now
+            ConnectionLog(_log, name).warning("TLS handshake failed: %s", reason)
+        else:
+            self._folded.add()
+
+    def flush(self) -> None:
+        self._folded.flush()
+
+    def _report(self, count: int) -> None:
+        _log.warning(
+            "%d more TLS handshake%s failed (one is logged a second)", count, "s"[: count > 1]
+        )
+
+
 class TLSAcceptProtocol(asyncio.Protocol):
     """Takes a new TCP connection through the TLS handshake, then hands the TLS transport to a
     protocol from `inner`. Until the hand-over, whatever the TLS layer delivers (early data,
-    EOF, loss) is kept and replayed to the inner protocol in order."""
+    EOF, loss) is kept and replayed to the inner protocol in order.
+
+    A connection counts against --max-connections from its accept, handshake included (a
+    handshake holds descriptors and the TLS layer's buffers): it is admitted to `connections`
+    here, and hands its place over to the inner protocol once the handshake is done."""
+
+    # what the registry tracks (registry.Tracked): a handshake moves no payload
+    bytes_in = 0
+    unsent_at_close = 0
 
     def __init__(
         self,
         context: ssl.SSLContext,
         inner: Callable[[], asyncio.Protocol],
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        *,
+        connections: Connections | None = None,
+        failures: HandshakeFailures | None = None,
     ) -> None:
         self._context = context
         self._inner_factory = inner
         self._handshake_timeout = handshake_timeout
+        self._connections = connections
+        self._failures = failures or HandshakeFailures()
         self._plain_phase = True  # the plain transport still delivers to us, not to TLS
         self._raw: list[bytes] = []  # handshake bytes read before start_tls took over
         self._early: list[bytes] = []  # decrypted before the hand-over
         self._eof = False
         self._lost: tuple[Exception | None] | None = None  # (exc,) once lost
         self._task: asyncio.Task[None] | None = None  # keeps the handshake alive
+        self._peer: object = None  # the peer's address, read while the transport is open
+        self.idle_mark: tuple[int, int] = (-1, -1)
+        self.idle_since = 0.0
         self._plain: asyncio.Transport  # set in connection_made
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._plain = plain = cast(asyncio.Transport, transport)
+        if self._connections is not None and not self._connections.admit(self):
+            plain.close()  # counted and logged (rate-limited) by the registry
+            return
+        self._peer = plain.get_extra_info("peername")
         # asyncio honours this until start_tls resumes reading; uvloop starts reading right
         # after connection_made regardless, so the first bytes may still come: see _raw.
         plain.pause_reading()
         self._task = asyncio.get_running_loop().create_task(self._handshake(plain))
 
+    def queued(self) -> int:
+        return 0
+
+    def abort(self, reason: str) -> None:
+        """Idle sweep or shutdown: end the handshake now."""
+        self._plain.abort()
+
     async def _handshake(self, plain: asyncio.Transport) -> None:
+        handed_over = False
+        try:
+            handed_over = await self._run_handshake(plain)
+        finally:
+            if not handed_over and self._connections is not None:
+                self._connections.discard(self, None)
+
+    async def _run_handshake(self, plain: asyncio.Transport) -> bool:
         loop = asyncio.get_running_loop()
         starting = asyncio.ensure_future(
             loop.start_tls(
@@ -110,13 +177,14 @@ class TLSAcceptProtocol(asyncio.Protocol):
         try:
             secure = await starting
         except Exception as err:  # whatever the peer did wrong, it ends this connection only
-            name = peer_name("EchoServer", plain.get_extra_info("peername"))
-            ConnectionLog(_log, name).warning("TLS handshake failed: %s", describe_tls_error(err))
+            self._failures.failed(peer_name("EchoServer", self._peer), describe_tls_error(err))
             plain.abort()
-            return
+            return False
         if secure is None:  # the connection closed during the handshake
             plain.abort()
-            return
+            return False
+        if self._connections is not None:
+            self._connections.hand_over(self)
         inner = self._inner_factory()
         inner.connection_made(secure)
         secure.set_protocol(inner)
@@ -126,6 +194,7 @@ class TLSAcceptProtocol(asyncio.Protocol):
             secure.close()
         if self._lost is not None:
             inner.connection_lost(self._lost[0])
+        return True
 
     def _taken_over(self, plain: asyncio.Transport) -> None:
         self._plain_phase = False
@@ -144,8 +213,10 @@ class TLSAcceptProtocol(asyncio.Protocol):
         self._early.append(data)
 
     def eof_received(self) -> bool:
+        # Replayed to the inner protocol at the hand-over. TLS has no half-close: the TLS layer
+        # closes after EOF whatever this returns, and logs a warning when it is True.
         self._eof = True
-        return True  # the inner protocol decides, once it has the transport
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = (exc,)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from .. import loops
 from ..config import ServerConfig
 from ..logs import NOTICE, LoopErrorLog
-from ..server import FD_RESERVE, serve
+from ..server import FD_RESERVE, Server, serve
 from ..workers import WorkerRole, report_ready, stop_when_orphaned, worker_sockets
 
 __all__ = ["STOP_SIGNALS", "raise_open_file_limit", "run_server"]
@@ -42,9 +42,17 @@ async def run_server(config: ServerConfig, role: WorkerRole | None = None) -> No
     loop.set_exception_handler(LoopErrorLog())
     _main_log.info("using %s", loops.describe(loop))
     stop = asyncio.Event()
-    # Before serve(): a script may signal as soon as it reads the listening line.
+    server: Server | None = None
+
+    def log_stats(level: int = NOTICE) -> None:  # shown with -q too: it was asked for
+        if server is not None:
+            _stats_log.log(level, "%s", server.stats().line())
+
+    # Before serve(): a script may signal as soon as it reads the listening line, and the
+    # default action of each of these signals is to end the process.
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, log_stats)
     raise_open_file_limit(config.max_connections + FD_RESERVE)
     watcher = None
     if role is not None:
@@ -53,12 +61,6 @@ async def run_server(config: ServerConfig, role: WorkerRole | None = None) -> No
         watcher = asyncio.ensure_future(stop_when_orphaned(stop, role))
     else:
         server = await serve(config)
-
-    def log_stats(level: int = NOTICE) -> None:
-        _stats_log.log(level, "%s", server.stats().line())
-
-    # asked for (SIGUSR1, --stats-interval): shown with -q too
-    loop.add_signal_handler(signal.SIGUSR1, log_stats)
     ticker = asyncio.ensure_future(_every(config.stats_interval, log_stats))
     await stop.wait()
     ticker.cancel()
