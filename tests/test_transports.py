@@ -3,18 +3,16 @@ scenario, every byte value, a large stream by hash, and shutdown with a transfer
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import signal
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support import WAIT, ServerProcess, pattern_bytes, run_cli, sha256
-from transports import Certs, Transport, short_unix_path
+from support import ServerProcess, pattern_bytes, run_cli, sha256
+from transports import Certs, Pump, Transport, short_unix_path
 
 TRANSPORTS = ["tcp4", "tcp6", "unix", "tls"]
 
@@ -76,26 +74,18 @@ def test_transfer_in_flight_survives_shutdown(transport: Transport) -> None:
     total = len(first) + len(second)
     with ServerProcess("--drain-timeout", "30", *transport.server_args()) as server:
         server.start()
-        digest, got = hashlib.sha256(), 0
         with transport.connect(server) as sock:
-
-            def read() -> None:
-                nonlocal got
-                while got < total and (chunk := sock.recv(1 << 20)):
-                    digest.update(chunk)
-                    got += len(chunk)
-
-            reader = threading.Thread(target=read)
-            reader.start()
-            sock.sendall(first)
+            pump = Pump(sock)
+            pump.run(first)
             server.proc.send_signal(signal.SIGTERM)
             server.wait_for_line(r"^main: closing server$")
             with pytest.raises((ConnectionRefusedError, FileNotFoundError)):
                 transport.connect(server).close()
-            sock.sendall(second)
+            pump.run(second)
             transport.finish_sending(sock)
-            reader.join(WAIT)
+            pump.run(until=total)
         assert server.wait() == 0
+    got, digest = pump.got, pump.digest
     assert got == total
     assert digest.hexdigest() == sha256(first + second)
     if transport.name == "unix":

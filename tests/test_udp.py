@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from support import WAIT, ServerProcess, require_tool, run_cli
+from support import WAIT, ServerProcess, error_line, require_tool, run_cli
 
 
 def udp_socket(port: int = 0) -> socket.socket:
@@ -170,3 +170,33 @@ def test_netcat_datagram_comes_back(one_udp_server: ServerProcess) -> None:
     )
     assert result.stdout == b"datagram via netcat\n", result.stderr
     assert udp_server.stop() == 0
+
+
+def test_empty_datagrams_are_dropped_not_counted_as_echoed(udp_server: ServerProcess) -> None:
+    from support import stats_now
+
+    with udp_socket() as sock:
+        for _ in range(5):
+            sock.sendto(b"", ("127.0.0.1", udp_server.port))
+        sock.sendto(b"after", ("127.0.0.1", udp_server.port))
+        assert sock.recv(100) == b"after"  # read in order: the empty ones were dealt with
+    stats = stats_now(udp_server)
+    assert (stats["datagrams_echoed"], stats["datagrams_dropped"]) == (1, 5)
+    assert udp_server.stop() == 0
+
+
+def test_client_refuses_an_empty_datagram() -> None:
+    result = run_cli("client", "--udp", "--port", "9", "one", "")
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines() == [
+        "aioecho client: error: --udp: an empty message cannot be sent as a datagram "
+        "(see aioecho client --help)"
+    ]
+
+
+def test_client_says_a_datagram_is_too_large(one_udp_server: ServerProcess) -> None:
+    result = run_cli("client", "-q", "--udp", "--port", str(one_udp_server.port), "x" * 65508)
+    assert error_line(result) == (
+        "aioecho: error: datagram 1 (65508 bytes) is over the largest UDP payload "
+        "(65507 bytes over IPv4)"
+    )

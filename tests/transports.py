@@ -3,10 +3,13 @@ it, and open a raw blocking socket to it."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import select
 import socket
 import ssl
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,3 +93,44 @@ class Transport:
 def short_unix_path() -> str:
     """A Unix socket path well under the 108-byte limit (pytest's tmp_path can exceed it)."""
     return os.path.join(tempfile.mkdtemp(prefix="aioecho-"), "echo.sock")
+
+
+class Pump:
+    """Writes to and reads from one socket in a single thread (non-blocking, with select), so
+    that a large echo cannot deadlock. One thread, because an SSLSocket is not safe to read in one
+    thread while another writes to it: that made a TLS test flaky (bytes lost on the client
+    side, not the server's)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.digest = hashlib.sha256()
+        self.got = 0
+        self.eof = False
+
+    def run(self, data: bytes = b"", until: int = 0) -> None:
+        """Send data while reading the echo; return once it is sent and `until` bytes are in."""
+        view = memoryview(data)
+        deadline = time.monotonic() + WAIT
+        while view or (self.got < until and not self.eof):
+            assert time.monotonic() < deadline, f"stuck at {self.got} of {until} bytes"
+            self._read_available()
+            if view:
+                try:
+                    view = view[self.sock.send(view[: 1 << 20]) :]
+                    continue
+                except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                    pass
+            select.select([self.sock], [self.sock] if view else [], [], 0.5)
+
+    def _read_available(self) -> None:
+        while not self.eof:
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return
+            if not chunk:
+                self.eof = True
+                return
+            self.digest.update(chunk)
+            self.got += len(chunk)

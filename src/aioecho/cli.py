@@ -54,11 +54,12 @@ class _Parser(argparse.ArgumentParser):
     ) -> argparse.Namespace:
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:  # reported by the subcommand's parser, which knows its options
-            chosen = self._subcommand(getattr(parsed, "command", None)) or self
+            chosen = self.subcommand(getattr(parsed, "command", None)) or self
             chosen.error(chosen._unrecognized(extras[0]))
         return parsed
 
-    def _subcommand(self, name: str | None) -> _Parser | None:
+    def subcommand(self, name: str | None) -> _Parser | None:
+        """The parser of a subcommand, by name."""
         for action in self._actions:
             if isinstance(action, argparse._SubParsersAction) and name in action.choices:
                 return cast(_Parser, action.choices[name])
@@ -136,7 +137,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     parser = _Parser(
         prog="aioecho", description="An asyncio echo server and client (asyncio.Protocol)."
     )
@@ -427,8 +428,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = list(argv) if argv is not None else sys.argv[1:]
     parser = build_parser()
     args = parser.parse_args(raw)
+    usage = parser.subcommand(args.command) or parser
     if args.command == "client" and args.udp and args.messages == ["-"]:
-        parser.error("--udp sends messages as datagrams: it does not stream stdin (-)")
+        usage.error("--udp sends messages as datagrams: it does not stream stdin (-)")
+    if args.command == "client" and args.udp and not all(args.messages):
+        usage.error("--udp: an empty message cannot be sent as a datagram")
     try:
         role = WorkerRole.take()
         tag = f"worker{role.number}" if role is not None and args.command == "server" else None

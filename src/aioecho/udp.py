@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from .addresses import format_address
 from .config import ClientConfig
-from .errors import ConnectError, EchoError, ResolveError, describe_os_error
+from .errors import ConfigError, ConnectError, EchoError, ResolveError, describe_os_error
 from .logs import ConnectionLog, FloodCounter, preview
 from .ratelimit import UdpPolicy
 
 __all__ = ["EchoDatagramProtocol", "echo_datagrams"]
 
 _log = logging.getLogger("aioecho.udp")
+
+MAX_UDP_PAYLOAD: Final = 65507  # 65535 less the IPv4 and UDP headers
 
 
 class EchoDatagramProtocol(asyncio.DatagramProtocol):
@@ -42,7 +45,12 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self._debug:
             _log.debug("%s: received %s", format_address(addr, udp=True), preview(data))
-        if self._write_paused or not self._policy.allow(addr[0], addr[1], self._loop.time()):
+        # An empty datagram has nothing to echo (asyncio does not even send one): dropped.
+        if (
+            not data
+            or self._write_paused
+            or not self._policy.allow(addr[0], addr[1], self._loop.time())
+        ):
             self._drops.add()
             return
         self.transport.sendto(data, addr)
@@ -67,7 +75,8 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
 
     def _report_drops(self, count: int) -> None:
         _log.warning(
-            "dropped %d datagram%s (reflection ports, or over --udp-rate %g/s per source)",
+            "dropped %d datagram%s (empty, from reflection ports, or over --udp-rate %g/s "
+            "per source)",
             count,
             "" if count == 1 else "s",
             self._policy.rate,
@@ -92,6 +101,8 @@ async def echo_datagrams(messages: list[bytes], config: ClientConfig) -> None:
     config.retries times (UDP may drop); the whole exchange of one message is bounded by
     config.timeout. Raises EchoError when a datagram gets no echo, ConnectError when the host
     says nobody listens."""
+    if not all(messages):
+        raise ConfigError("--udp: an empty message cannot be sent as a datagram")
     loop = asyncio.get_running_loop()
     log = ConnectionLog(logging.getLogger("aioecho.client"), "EchoClient")
     where = config.where
@@ -109,10 +120,18 @@ async def echo_datagrams(messages: list[bytes], config: ClientConfig) -> None:
         per_try = config.timeout / (config.retries + 1)
         for number, message in enumerate(messages, 1):
             for _attempt in range(config.retries + 1):
-                transport.sendto(message)
                 log.info("sending %s", preview(message))
-                if await _await_reply(protocol.replies, message, per_try, log, where):
-                    break
+                try:
+                    transport.sendto(message)
+                    if await _await_reply(protocol.replies, message, per_try, log, where):
+                        break
+                except OSError as err:
+                    if err.errno == errno.EMSGSIZE:
+                        raise EchoError(
+                            f"datagram {number} ({len(message)} bytes) is over the largest UDP "
+                            f"payload ({MAX_UDP_PAYLOAD} bytes over IPv4)"
+                        ) from None
+                    raise ConnectError(where, describe_os_error(err)) from None
             else:
                 raise EchoError(
                     f"no echo of datagram {number} after {config.retries + 1} tries "
@@ -139,7 +158,7 @@ async def _await_reply(
         except asyncio.TimeoutError:
             return False
         if isinstance(reply, Exception):
-            raise ConnectError(where, describe_os_error(reply))
+            raise reply  # an ICMP error (port unreachable), or a datagram too big to send
         log.info("received %s", preview(reply))
         if reply == message:
             return True
