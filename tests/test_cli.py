@@ -184,7 +184,7 @@ def test_client_server_resets() -> None:
         threading.Thread(target=reset, daemon=True).start()
         result = run_cli("client", "--port", str(listener.getsockname()[1]), "hello")
     assert error_line(result) == (
-        "aioecho: error: connection lost after 0 bytes: connection reset by peer"
+        "aioecho: error: the server reset the connection without echoing (5 bytes sent)"
     )
 
 
@@ -367,3 +367,42 @@ def test_client_stream_with_stdin_closed_is_an_empty_stream(loop_name: str) -> N
         assert result.returncode == 0, result.stderr
         assert "main: echoed 0 bytes intact" in result.stderr.decode().splitlines()
         assert server.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["server", "--unix", "/tmp/x.sock", "--port", "5"],
+            "--unix listens on a socket file: it does not go with --host or --port",
+        ),
+        (
+            ["server", "--unix", "/tmp/x.sock", "--host", "::1"],
+            "--unix listens on a socket file: it does not go with --host or --port",
+        ),
+        (
+            ["client", "--unix", "/tmp/x.sock", "--host", "h"],
+            "--unix connects to a socket file: --host goes with it only with --tls "
+            "(the name to verify)",
+        ),
+        (
+            ["bench", "--spawn", "--port", "5"],
+            "--spawn picks its own address: it does not go with --host, --port or --unix",
+        ),
+        (
+            ["bench", "--spawn", "--tls", "--insecure"],
+            "--spawn starts a plain TCP server: it does not go with --tls",
+        ),
+    ],
+)
+def test_conflicting_options_are_refused(args: list[str], line: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines() == [f"aioecho: error: {line}"]
+
+
+def test_bench_help_explains_every_option() -> None:
+    text = run_cli("bench", "--help").stdout.decode().split("options:", 1)[1]
+    for option in ("--connections N", "--duration SECONDS", "--warmup SECONDS"):
+        described = " ".join(text.split(option, 1)[1].split("\n  -", 1)[0].split())
+        assert "(default " in described, described

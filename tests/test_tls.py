@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support import WAIT, ServerProcess, require_tool, run_cli
+from support import WAIT, ServerProcess, error_line, require_tool, run_cli
 from transports import Certs
 
 
@@ -66,7 +66,26 @@ def test_not_a_certificate(certs: Certs) -> None:
         "server", "--port", "0", "--tls-cert", str(certs.key), "--tls-key", str(certs.key)
     )
     assert result.returncode == 1
-    assert last_line(result).startswith(f"aioecho: error: cannot load TLS certificate {certs.key}")
+    assert last_line(result) == (
+        f"aioecho: error: TLS certificate {certs.key} holds no PEM certificate (BEGIN line)"
+    )
+
+
+@pytest.mark.parametrize("which", ["--tls-cert", "--tls-key", "--cafile"])
+def test_garbage_pem_names_the_file(certs: Certs, tmp_path: Path, which: str) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_bytes(b"this is not PEM\n")
+    if which == "--cafile":
+        result = run_cli("client", "--tls", "--cafile", str(garbage))
+        what = "CA file"
+    else:
+        files = {"--tls-cert": str(certs.cert), "--tls-key": str(certs.key), which: str(garbage)}
+        result = run_cli("server", "--port", "0", *(x for kv in files.items() for x in kv))
+        what = "certificate" if which == "--tls-cert" else "key"
+    label = "private key" if which == "--tls-key" else "certificate"
+    assert error_line(result) == (
+        f"aioecho: error: TLS {what} {garbage} holds no PEM {label} (BEGIN line)"
+    )
 
 
 def test_cert_without_key_is_a_usage_error(certs: Certs) -> None:
@@ -112,7 +131,11 @@ def test_plain_client_to_tls_port_fails_clearly(certs: Certs) -> None:
         server.start()
         result = run_cli("client", "--port", str(server.port), "--timeout", "5")
         assert result.returncode == 1
-        assert last_line(result).startswith("aioecho: error: ")
+        # the server aborts a failed handshake: FIN or RST, depending on what it had unread
+        assert last_line(result) in (
+            f"aioecho: error: the server {how} the connection without echoing (46 bytes sent)"
+            for how in ("closed", "reset")
+        )
         assert server.stop() == 0
 
 
@@ -140,6 +163,8 @@ def test_openssl_s_client_gets_exact_echo(certs: Certs) -> None:
         assert got == message
         server.wait_for_line(r": closing$")
         assert server.stop() == 0
+    # asyncio's TLS layer warns when a protocol asks to keep a TLS connection half-open
+    assert not [ln for ln in server.lines if "eof_received" in ln], server.lines
 
 
 def test_handshakes_in_progress_count_against_max_connections(certs: Certs, loop_name: str) -> None:
@@ -195,3 +220,15 @@ def test_tls_over_a_unix_socket_refuses_a_plain_client_in_one_line(
     failed = [ln for ln in server.lines if "TLS handshake failed" in ln]
     assert len(failed) == 1 and failed[0].startswith("EchoServer_unix_"), server.lines
     assert not [ln for ln in server.lines if "Task exception" in ln or "Traceback" in ln]
+
+
+def test_insecure_is_said_once(certs: Certs) -> None:
+    with tls_server(certs) as server:
+        server.start()
+        result = run_cli("client", "-q", "--tls", "--insecure", "--port", str(server.port))
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.decode().splitlines() == [
+            "main: --insecure: the server's certificate and name are not checked; anyone on the "
+            "path could read and change the traffic"
+        ]
+        assert server.stop() == 0

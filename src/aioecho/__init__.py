@@ -2,7 +2,15 @@
 
 from .client import EchoClientProtocol, echo
 from .config import ClientConfig, ServerConfig
-from .errors import AioechoError, ConnectError, EchoError, ListenError, ResolveError
+from .errors import (
+    AioechoError,
+    ConfigError,
+    ConnectError,
+    EchoError,
+    ListenError,
+    ResolveError,
+    TLSSetupError,
+)
 from .server import EchoServerProtocol, Server, serve
 from .stats import StatsSnapshot
 
@@ -11,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AioechoError",
     "ClientConfig",
+    "ConfigError",
     "ConnectError",
     "EchoClientProtocol",
     "EchoError",
@@ -20,6 +29,7 @@ __all__ = [
     "Server",
     "ServerConfig",
     "StatsSnapshot",
+    "TLSSetupError",
     "__version__",
     "echo",
     "serve",

@@ -22,6 +22,7 @@ from .config import (
     BenchConfig,
     ClientConfig,
     ServerConfig,
+    format_size,
     parse_count,
     parse_mode,
     parse_port,
@@ -117,9 +118,23 @@ def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
+class _Given(argparse._StoreAction):
+    """Stores the value and notes that the option was given (in `given`), for the options whose
+    conflicts depend on it: --host and --port beside --unix or --spawn."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        super().__call__(parser, namespace, values, option)
+        namespace.given = getattr(namespace, "given", set()) | {self.dest}
+
+
+def _given(args: argparse.Namespace, *dests: str) -> bool:
+    return bool(getattr(args, "given", set()) & set(dests))
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port",
+        action=_Given,
         type=_checked(parse_port),
         default=DEFAULT_PORT,
         help="TCP port (default %(default)s)",
@@ -173,9 +188,10 @@ def build_parser() -> _Parser:
     server.add_argument(
         "--unix-mode",
         type=_checked(parse_mode),
-        default=_SERVER.unix_mode,
+        default=format(_SERVER.unix_mode, "03o"),  # a string: argparse parses it
         metavar="MODE",
-        help="permissions of the Unix socket, in chmod's octal form (default 600: owner only)",
+        help="permissions of the Unix socket, in chmod's octal form "
+        "(default %(default)s: owner only)",
     )
     server.add_argument("--tcp", action="store_true", help="serve TCP (the default without --udp)")
     server.add_argument("--udp", action="store_true", help="serve UDP (RFC 862); with --tcp, both")
@@ -184,7 +200,7 @@ def build_parser() -> _Parser:
         type=_checked(parse_rate),
         default=_SERVER.udp_rate,
         metavar="N",
-        help="UDP datagrams echoed per second per source address, burst N (default 200)",
+        help="UDP datagrams echoed per second per source address, burst N (default %(default)g)",
     )
     server.add_argument("--tls-cert", metavar="CERT", help="PEM certificate chain: serve TLS")
     server.add_argument("--tls-key", metavar="KEY", help="PEM private key of --tls-cert")
@@ -201,7 +217,7 @@ def build_parser() -> _Parser:
         type=_checked(parse_count),
         default=_SERVER.max_connections,
         metavar="N",
-        help="open connections at most; more are accepted and closed at once (default 10000)",
+        help="open connections at most; more are accepted and closed at once (default %(default)s)",
     )
     server.add_argument(
         "--idle-timeout",
@@ -209,14 +225,14 @@ def build_parser() -> _Parser:
         default=_SERVER.idle_timeout,
         metavar="SECONDS",
         help="close a connection with nothing sent or received for this long; 0 never "
-        "(default 300)",
+        "(default %(default)g)",
     )
     server.add_argument(
         "--backlog",
         type=_checked(parse_count),
         default=_SERVER.backlog,
         metavar="N",
-        help="queue of connections waiting to be accepted (default 1024)",
+        help="queue of connections waiting to be accepted (default %(default)s)",
     )
     server.add_argument(
         "--stats-interval",
@@ -231,14 +247,14 @@ def build_parser() -> _Parser:
         default=1,
         metavar="N",
         help="worker processes sharing the port, supervised and restarted; 0: one per CPU "
-        "(default 1: no supervisor)",
+        "(default %(default)s: no supervisor)",
     )
     server.add_argument(
         "--max-buffer",
         type=_checked(parse_size),
-        default=DEFAULT_MAX_BUFFER,
+        default=format_size(DEFAULT_MAX_BUFFER),  # a string: argparse parses it
         metavar="BYTES",
-        help="pending echo per connection before reading from it pauses (default 256KiB)",
+        help="pending echo per connection before reading from it pauses (default %(default)s)",
     )
 
     client = commands.add_parser(
@@ -273,7 +289,8 @@ examples:
   aioecho bench --port 10000 --connections 100 --size 1KiB --duration 10
   aioecho bench --rate 20000 --duration 30     # open loop: latency from scheduled send times
   aioecho bench --unix /tmp/echo.sock --pipeline 8 --json
-exit status: 0 every echo was right, 1 mismatches, resets or timeouts (or no request done).
+exit status: 0 every echo was right; 1 a wrong echo, a reset or closed connection, a timeout,
+a request not sent (or none done); 2 usage.
 """
 
 
@@ -282,7 +299,9 @@ def _target_options(
     timeout_help: str = "bound on connecting and on any silence while echo is owed",
 ) -> None:
     """Where a client or the bench connects, and how: shared by both, mapped by _target()."""
-    parser.add_argument("--host", default=DEFAULT_HOST, help="server (default %(default)s)")
+    parser.add_argument(
+        "--host", action=_Given, default=DEFAULT_HOST, help="server (default %(default)s)"
+    )
     _common(parser)
     parser.add_argument("--unix", metavar="PATH", help="connect to a Unix socket")
     parser.add_argument("--tls", action="store_true", help="speak TLS, verifying the server")
@@ -300,6 +319,13 @@ def _target_options(
 
 
 def _target(args: argparse.Namespace, **more: Any) -> ClientConfig:
+    if args.unix is not None and _given(args, "port"):
+        raise ConfigError("--unix connects to a socket file: it does not go with --port")
+    if args.unix is not None and _given(args, "host") and not args.tls:
+        raise ConfigError(
+            "--unix connects to a socket file: --host goes with it only with --tls "
+            "(the name to verify)"
+        )
     return ClientConfig(
         host=args.host,
         port=args.port,
@@ -322,43 +348,59 @@ def _bench_parser(commands: Any) -> None:
     )
     _target_options(bench, timeout_help="a request not back within this counts as timed out")
     count = _checked(parse_count)
-    bench.add_argument("--connections", "-c", type=count, default=_BENCH.connections, metavar="N")
+    bench.add_argument(
+        "--connections",
+        "-c",
+        type=count,
+        default=_BENCH.connections,
+        metavar="N",
+        help="connections, opened before the run (default %(default)s)",
+    )
     bench.add_argument(
         "--pipeline",
         type=count,
         default=_BENCH.pipeline,
         metavar="K",
-        help="closed loop: requests in flight",
+        help="closed loop: requests in flight per connection (default %(default)s)",
     )
     bench.add_argument(
         "--rate",
         type=_checked(parse_rate),
         default=_BENCH.rate,
         metavar="R",
-        help="open loop: R requests/s in total, latency from each scheduled send time",
+        help="open loop: R requests/s in total, latency from each scheduled send time "
+        "(default: closed loop)",
     )
     bench.add_argument(
         "--size",
         type=_checked(parse_size),
         default=_BENCH.size,
         metavar="BYTES",
-        help="e.g. 64, 1KiB",
+        help="bytes per request, e.g. 64, 1KiB (default %(default)s)",
     )
     bench.add_argument(
-        "--duration", type=_checked(parse_seconds), default=_BENCH.duration, metavar="SECONDS"
+        "--duration",
+        type=_checked(parse_seconds),
+        default=_BENCH.duration,
+        metavar="SECONDS",
+        help="length of the measured run, after the warm-up (default %(default)s)",
     )
     bench.add_argument(
         "--requests", type=count, default=0, metavar="N", help="stop after N requests instead"
     )
     bench.add_argument(
-        "--warmup", type=_checked(parse_seconds), default=_BENCH.warmup, metavar="SECONDS"
+        "--warmup",
+        type=_checked(parse_seconds),
+        default=_BENCH.warmup,
+        metavar="SECONDS",
+        help="load sent first and not measured (default %(default)s)",
     )
     bench.add_argument(
         "--workers",
         type=count,
         default=_BENCH.workers,
         metavar="N",
-        help="processes sharing the load",
+        help="processes sharing the load (default %(default)s)",
     )
     bench.add_argument("--json", action="store_true", help="print the result as JSON")
     bench.add_argument(
@@ -367,6 +409,12 @@ def _bench_parser(commands: Any) -> None:
 
 
 def bench_config(args: argparse.Namespace) -> BenchConfig:
+    if args.spawn and (args.unix is not None or _given(args, "host", "port")):
+        raise ConfigError(
+            "--spawn picks its own address: it does not go with --host, --port or --unix"
+        )
+    if args.spawn and args.tls:
+        raise ConfigError("--spawn starts a plain TCP server: it does not go with --tls")
     return BenchConfig(
         target=_target(args),
         connections=args.connections,
@@ -381,6 +429,8 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
+    if args.unix is not None and (args.hosts or _given(args, "port")):
+        raise ConfigError("--unix listens on a socket file: it does not go with --host or --port")
     return ServerConfig(
         hosts=tuple(args.hosts or (DEFAULT_HOST,)),
         port=args.port,

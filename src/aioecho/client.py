@@ -107,6 +107,9 @@ class EchoClientProtocol(asyncio.Protocol):
             return
         if exc is None:
             self.future.set_result(bytes(self.received))
+        elif isinstance(exc, ConnectionResetError):  # refused by a limit, a TLS port, a crash
+            sent = sum(len(m) for m in self.messages)
+            self.future.set_exception(EchoError(_cut_short("reset", len(self.received), sent)))
         else:
             self.future.set_exception(
                 EchoError(
@@ -210,7 +213,15 @@ def describe_mismatch(sent: bytes, got: bytes) -> str:
     at = next((i for i, (a, b) in enumerate(zip(sent, got, strict=False)) if a != b), None)
     if at is not None:
         return f"the echo differs from what was sent at byte {at}"
+    if len(got) < len(sent):  # refused by a limit, a plain client on a TLS port, ...
+        return _cut_short("closed", len(got), len(sent))
     return f"the echo has {len(got)} bytes, {len(sent)} were sent"
+
+
+def _cut_short(how: str, got: int, sent: int) -> str:
+    if not got:
+        return f"the server {how} the connection without echoing ({sent} bytes sent)"
+    return f"the server {how} the connection after echoing {got} of {sent} bytes"
 
 
 class SentWindow:

@@ -20,6 +20,7 @@ __all__ = [
     "BenchConfig",
     "ClientConfig",
     "ServerConfig",
+    "format_size",
     "parse_count",
     "parse_mode",
     "parse_port",
@@ -92,6 +93,14 @@ def parse_size(text: str) -> int:
     if exact != int(exact):
         raise ConfigError(f"invalid size {text!r}: not a whole number of bytes")
     return int(exact)
+
+
+def format_size(size: int) -> str:
+    """The shortest exact form parse_size reads back: 262144 -> '256KiB', 1000 -> '1000'."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
 
 
 @dataclass(frozen=True, kw_only=True)

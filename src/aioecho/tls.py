@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from collections.abc import Callable
 from typing import Final, cast
 
 from .addresses import peer_name
+from .config import ClientConfig
 from .errors import TLSSetupError, describe_os_error
 from .logs import ConnectionLog, FloodCounter
 from .registry import Connections
@@ -25,6 +27,7 @@ __all__ = [
     "client_context",
     "describe_tls_error",
     "server_context",
+    "warn_if_insecure",
 ]
 
 _log = logging.getLogger("aioecho.server")
@@ -32,18 +35,22 @@ _log = logging.getLogger("aioecho.server")
 HANDSHAKE_TIMEOUT: Final = 10.0  # seconds a peer gets to complete the TLS handshake
 
 
-def _readable(path: str, what: str) -> None:
+def _readable(path: str, what: str, pem_label: str) -> None:
+    """The file can be read and holds a PEM block whose label ends with pem_label: OpenSSL's own
+    error for anything else is '[SSL] PEM lib', which names neither the file nor the fault."""
     try:
-        with open(path, "rb"):
-            pass
+        with open(path, "rb") as file:
+            text = file.read(1 << 20)
     except OSError as err:
         raise TLSSetupError(f"cannot read TLS {what} {path}: {describe_os_error(err)}") from None
+    if not re.search(rb"-----BEGIN [A-Z0-9 ]*" + pem_label.encode() + rb"-----", text):
+        raise TLSSetupError(f"TLS {what} {path} holds no PEM {pem_label.lower()} (BEGIN line)")
 
 
 def server_context(cert: str, key: str) -> ssl.SSLContext:
     """TLS 1.2 or newer with the standard library's defaults, serving cert (PEM) with key."""
-    _readable(cert, "certificate")
-    _readable(key, "key")
+    _readable(cert, "certificate", "CERTIFICATE")
+    _readable(key, "key", "PRIVATE KEY")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
@@ -56,10 +63,19 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
+def warn_if_insecure(config: ClientConfig) -> None:
+    """One warning per run: nothing about --insecure is visible on the wire."""
+    if config.tls and config.insecure:
+        logging.getLogger("aioecho.main").warning(
+            "--insecure: the server's certificate and name are not checked; anyone on the path "
+            "could read and change the traffic"
+        )
+
+
 def client_context(cafile: str | None = None, insecure: bool = False) -> ssl.SSLContext:
     """Verifying by default (system CAs, or cafile); insecure skips every check."""
     if cafile is not None:
-        _readable(cafile, "CA file")
+        _readable(cafile, "CA file", "CERTIFICATE")
     try:
         context = ssl.create_default_context(cafile=cafile)
     except ssl.SSLError as err:

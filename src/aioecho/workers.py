@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from .addresses import describe_target
 from .config import ServerConfig
-from .errors import AioechoError, ConfigError
+from .errors import AioechoError, ConfigError, ExitStatus
 from .listeners import announce, open_sockets, remove_unix_socket
 from .logs import NOTICE
 from .tls import server_context
@@ -114,7 +114,10 @@ async def supervise(config: ServerConfig, count: int, argv: Sequence[str]) -> No
     ready_transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(ready), os.fdopen(ready_read, "rb", 0)
     )
-    command = [sys.executable, "-m", "aioecho", *argv, "--port", str(port)]
+    command = [sys.executable, "-m", "aioecho", *argv]
+    if config.unix is None:  # port 0 becomes the port the supervisor reserved
+        command += ["--port", str(port)]
+    failure: list[str] = []
 
     procs: dict[int, asyncio.subprocess.Process] = {}
     stopping = asyncio.Event()
@@ -134,6 +137,10 @@ async def supervise(config: ServerConfig, count: int, argv: Sequence[str]) -> No
             _log.info("worker %d started (pid %d)", number, proc.pid)
             status = await proc.wait()
             if stopping.is_set():
+                return
+            if status == ExitStatus.USAGE:  # it will not start however often it is restarted
+                failure.append(f"worker {number} could not start (exit status {status})")
+                stop()
                 return
             _log.warning(
                 "worker %d (pid %d) exited with status %d: restarting it", number, proc.pid, status
@@ -168,6 +175,8 @@ async def supervise(config: ServerConfig, count: int, argv: Sequence[str]) -> No
             sock.close()
         if config.unix is not None and unix_inode is not None:
             remove_unix_socket(config.unix, unix_inode)
+    if failure:
+        raise AioechoError(failure[0])
     _log.info("closing server: every worker has stopped")
 
 

@@ -17,6 +17,7 @@ from ..bench import BenchResult, describe, is_terminal, merge, run_bench
 from ..config import BenchConfig
 from ..errors import BenchError
 from ..logs import LoopErrorLog
+from ..tls import warn_if_insecure
 from ..workers import WorkerRole
 
 __all__ = ["run_bench_command", "run_bench_share"]
@@ -39,6 +40,7 @@ async def run_bench_command(
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrorLog())
     server: asyncio.subprocess.Process | None = None
+    warn_if_insecure(config.target)
     extra: list[str] = []
     try:
         if spawn:

@@ -12,6 +12,7 @@ from ..client import describe_mismatch, echo_messages, stream_stdio
 from ..config import ClientConfig
 from ..errors import EchoError
 from ..logs import LoopErrorLog
+from ..tls import warn_if_insecure
 from ..udp import echo_datagrams
 
 __all__ = ["SEED_MESSAGES", "run_client"]
@@ -25,6 +26,7 @@ async def run_client(config: ClientConfig, messages: Sequence[bytes]) -> None:
     """Send messages (b'-' alone: stream stdin) and check the echo; raises AioechoError."""
     asyncio.get_running_loop().set_exception_handler(LoopErrorLog())
     _main_log.info("waiting for client to complete")
+    warn_if_insecure(config)
     if config.udp:
         await echo_datagrams(list(messages), config)
     elif list(messages) == [b"-"]:
