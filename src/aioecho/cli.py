@@ -5,7 +5,6 @@ The programs themselves are in commands/."""
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -75,7 +74,10 @@ class _Parser(argparse.ArgumentParser):
         flag = word.split("=", 1)[0]
         known = [o for action in self._actions for o in action.option_strings]
         near = [o for o in known if o.startswith(flag) and flag.startswith("--")]
-        near = near or difflib.get_close_matches(flag, known, n=3, cutoff=0.6)
+        if not near:
+            import difflib  # only for this message: kept out of every start-up
+
+            near = difflib.get_close_matches(flag, known, n=3, cutoff=0.6)
         if not near:
             return f"unknown option {flag}"
         return f"unknown option {flag}; did you mean {' or '.join(sorted(near))}?"

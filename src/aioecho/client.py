@@ -107,7 +107,9 @@ class EchoClientProtocol(asyncio.Protocol):
             return
         if exc is None:
             self.future.set_result(bytes(self.received))
-        elif isinstance(exc, ConnectionResetError):  # refused by a limit, a TLS port, a crash
+        elif isinstance(exc, ConnectionResetError | BrokenPipeError):
+            # refused by a limit, a plain client on a TLS port, a crash; a write that meets the
+            # reset fails with EPIPE instead
             sent = sum(len(m) for m in self.messages)
             self.future.set_exception(EchoError(_cut_short("reset", len(self.received), sent)))
         else:
