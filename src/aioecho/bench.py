@@ -36,8 +36,9 @@ _perf_ns = time.perf_counter_ns
 
 # Requests kept in flight by one process in open loop, in bytes: past this the generator does not
 # send (and says so) rather than queue without bound behind a server that cannot keep up.
-MAX_INFLIGHT_BYTES: Final = 256 * MIB
+MAX_INFLIGHT_BYTES: Final = 128 * MIB
 MAX_INFLIGHT_PER_CONNECTION: Final = 100_000
+REQUEST_OVERHEAD: Final = 160  # bytes a request in flight costs besides its payload (measured)
 
 
 class _Run:
@@ -114,7 +115,10 @@ def _inflight_cap(config: BenchConfig) -> int:
     per_process = max(1, config.connections // config.workers)
     return max(
         config.pipeline,
-        min(MAX_INFLIGHT_PER_CONNECTION, MAX_INFLIGHT_BYTES // config.size // per_process),
+        min(
+            MAX_INFLIGHT_PER_CONNECTION,
+            MAX_INFLIGHT_BYTES // (config.size + REQUEST_OVERHEAD) // per_process,
+        ),
     )
 
 
@@ -345,10 +349,15 @@ async def run_bench(config: BenchConfig, progress: TextIO | None = None) -> Benc
     run.window_start = _perf_ns()
     run.measuring = True
     started = loop.time()
+    if not config.requests:  # the scheduler stops at this slot, however late the loop wakes
+        run.window_end = run.window_start + int(config.duration * 1e9)
     await _until_ended(run, None if config.requests else config.duration)
-    run.window_end = _perf_ns()
+    if run.window_end is None or run.ended.is_set():  # --requests, or no connection left
+        run.window_end = min(_perf_ns(), run.window_end or _perf_ns())
     run.measuring = False
     elapsed = loop.time() - started
+    if not config.closed_loop:  # the measured requests are the slots in the window, exactly
+        elapsed = min(elapsed, (run.window_end - run.window_start) / 1e9)
     if scheduler is not None:  # it stops by itself at the first slot past the window
         await asyncio.wait([scheduler], timeout=config.target.timeout)
         scheduler.cancel()
