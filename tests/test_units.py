@@ -15,6 +15,7 @@ from aioecho.config import (
     BenchConfig,
     ClientConfig,
     ServerConfig,
+    format_size,
     parse_port,
     parse_seconds,
     parse_size,
@@ -58,13 +59,20 @@ def test_parse_port_refuses(text: str, message: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("64", 64), ("1KiB", 1024), ("10KB", 10_000), ("1MiB", 1 << 20), ("2 kib", 2048)],
+    [
+        ("64", 64),
+        ("1KiB", 1024),
+        ("10KB", 10_000),
+        ("1MiB", 1 << 20),
+        ("2 kib", 2048),
+        ("1.5KiB", 1536),
+    ],
 )
 def test_parse_size(text: str, size: int) -> None:
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["", "KiB", "1XB", "-1", "1.2.3MiB", "nan"])
+@pytest.mark.parametrize("text", ["", "KiB", "1XB", "-1", "1.2.3MiB", "nan", "1.5", "inf"])
 def test_parse_size_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="invalid size"):
         parse_size(text)
@@ -147,3 +155,8 @@ def test_flood_counter_reports_a_flood_in_one_line() -> None:
         return reports, counter.total
 
     assert asyncio.run(flood()) == ([1000, 3], 1003)
+
+
+@pytest.mark.parametrize("size", [0, 1, 1000, 1024, 262144, 3 << 30, 1536])
+def test_format_size_reads_back(size: int) -> None:
+    assert parse_size(format_size(size)) == size
