@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import cast
 
 import pytest
@@ -55,16 +55,13 @@ class DelayedEcho(asyncio.Protocol):
             self.timer.cancel()
 
 
-def start_server(
-    delay: float = 0.0, stall_after: float | None = None, stall: float = 0.0, corrupt: bool = False
-) -> Iterator[int]:
+def serve_in_thread(factory: Callable[[float], Callable[[], asyncio.Protocol]]) -> Iterator[int]:
+    """Yield the port of a server on a loop in a thread; factory(start time) makes its protocol
+    factory, so that protocols can act at times counted from the start."""
     loop, thread = in_thread_loop("asyncio")
 
     async def serve() -> asyncio.Server:
-        stall_at = None if stall_after is None else loop.time() + stall_after
-        return await loop.create_server(
-            lambda: DelayedEcho(delay, stall_at, stall, corrupt), "127.0.0.1", 0
-        )
+        return await loop.create_server(factory(loop.time()), "127.0.0.1", 0)
 
     server = asyncio.run_coroutine_threadsafe(serve(), loop).result(10)
     yield server.sockets[0].getsockname()[1]
@@ -72,6 +69,16 @@ def start_server(
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
     loop.close()
+
+
+def start_server(
+    delay: float = 0.0, stall_after: float | None = None, stall: float = 0.0, corrupt: bool = False
+) -> Iterator[int]:
+    def factory(start: float) -> Callable[[], asyncio.Protocol]:
+        stall_at = None if stall_after is None else start + stall_after
+        return lambda: DelayedEcho(delay, stall_at, stall, corrupt)
+
+    return serve_in_thread(factory)
 
 
 def bench(port: int, *args: str) -> tuple[int, dict[str, float]]:
@@ -208,18 +215,7 @@ class ClosingEcho(asyncio.Protocol):
 
 
 def closing_server(after: float) -> Iterator[int]:
-    loop, thread = in_thread_loop("asyncio")
-
-    async def serve() -> asyncio.Server:
-        close_at = loop.time() + after
-        return await loop.create_server(lambda: ClosingEcho(close_at), "127.0.0.1", 0)
-
-    server = asyncio.run_coroutine_threadsafe(serve(), loop).result(10)
-    yield server.sockets[0].getsockname()[1]
-    loop.call_soon_threadsafe(server.close)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+    return serve_in_thread(lambda start: lambda: ClosingEcho(start + after))
 
 
 def test_a_server_that_closes_mid_run_fails_the_run(loop_name: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Any
 
 import pytest
 
@@ -14,59 +13,7 @@ from aioecho.client import StreamClientProtocol
 from aioecho.errors import EchoError
 from aioecho.registry import Connections
 from aioecho.tls import TLSAcceptProtocol, _feed
-
-
-class FakeTransport:
-    """Records what a protocol does to its transport."""
-
-    def __init__(self, *, can_write_eof: bool = True, peer: Any = ("127.0.0.1", 5)) -> None:
-        self.written = bytearray()
-        self.eof_written = False
-        self.closed = False
-        self.aborted = False
-        self.reading = True
-        self.queued = 0
-        self._can_write_eof = can_write_eof
-        self._peer = peer
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def write_eof(self) -> None:
-        self.eof_written = True
-
-    def can_write_eof(self) -> bool:
-        return self._can_write_eof
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def get_write_buffer_size(self) -> int:
-        return self.queued
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._peer if name == "peername" else default
-
-    def is_closing(self) -> bool:
-        return self.closed or self.aborted
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self.protocol = protocol
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self.protocol
+from fakes import FakeTransport
 
 
 class FakeConnection:

@@ -3,43 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import pytest
 
 from aioecho import EchoServerProtocol
-
-
-class FakeTransport:
-    """Records what the protocol does to its transport."""
-
-    def __init__(self, can_write_eof: bool = True) -> None:
-        self.written: list[bytes] = []
-        self.reading = True
-        self.eof_written = False
-        self.high: int | None = None
-        self._can_write_eof = can_write_eof
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 4242) if name == "peername" else default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self.high = high
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def can_write_eof(self) -> bool:
-        return self._can_write_eof
-
-    def write_eof(self) -> None:
-        self.eof_written = True
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
+from fakes import FakeTransport
 
 
 def test_echoes_each_chunk_in_order() -> None:
