@@ -10,12 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aioecho.cli import build_parser, client_config, server_config
+from aioecho.errors import ConfigError
 
 OPTIONS = [
     "--host", "--port", "--unix", "--unix-mode", "--tcp", "--udp", "--udp-rate", "--tls-cert",
     "--tls-key", "--drain-timeout", "--max-buffer", "--max-connections", "--idle-timeout",
     "--backlog", "--stats-interval", "--loop", "-v", "-q", "--timeout", "--tls", "--cafile",
-    "--insecure", "--retries", "-",
+    "--insecure", "--retries", "--tls-handshake-timeout", "-",
 ]  # fmt: skip
 VALUES = st.one_of(
     st.sampled_from(["0", "1", "-1", "65536", "1KiB", "1.5", "nan", "inf", "600", "999", "x", ""]),
@@ -36,5 +37,5 @@ def test_arguments_never_crash(command: str, words: list[str]) -> None:
         except SystemExit as exit:
             assert exit.code in (0, 2)
             return
-    with contextlib.suppress(ValueError):  # main() turns this into a usage error (exit 2)
+    with contextlib.suppress(ConfigError):  # main() turns this into a usage error (exit 2)
         (server_config if command == "server" else client_config)(args)
