@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "aioecho"
-# Parsers, settings, errors, address text, the UDP reply policy, histograms, statistics:
+# Parsers, settings, errors, address text, the UDP reply policy, histograms, statistics, ping's
+# summary:
 # the parts a unit test can take without a loop or a socket.
-PURE = {"config", "errors", "addresses", "ratelimit", "latency", "stats"}
+PURE = {"config", "errors", "addresses", "ratelimit", "latency", "stats", "pingstats"}
 FORBIDDEN = {"asyncio", "socket", "ssl", "selectors", "uvloop"}
 
 

@@ -11,6 +11,8 @@ from .errors import (
     ResolveError,
     TLSSetupError,
 )
+from .pingstats import PingSummary, ProbeResult, summarize
+from .probing import ping
 from .server import EchoServerProtocol, Server, serve
 from .stats import StatsSnapshot
 
@@ -25,6 +27,8 @@ __all__ = [
     "EchoError",
     "EchoServerProtocol",
     "ListenError",
+    "PingSummary",
+    "ProbeResult",
     "ResolveError",
     "Server",
     "ServerConfig",
@@ -32,5 +36,7 @@ __all__ = [
     "TLSSetupError",
     "__version__",
     "echo",
+    "ping",
     "serve",
+    "summarize",
 ]

@@ -13,6 +13,7 @@ from typing import Any, NoReturn, cast
 from . import __version__, loops
 from .commands.bench import run_bench_command, run_bench_share
 from .commands.client import SEED_MESSAGES, run_client
+from .commands.ping import run_ping
 from .commands.server import run_server
 from .config import (
     DEFAULT_HOST,
@@ -20,10 +21,12 @@ from .config import (
     DEFAULT_PORT,
     BenchConfig,
     ClientConfig,
+    PingConfig,
     ServerConfig,
     format_size,
     parse_count,
     parse_mode,
+    parse_percent,
     parse_port,
     parse_rate,
     parse_seconds,
@@ -38,6 +41,7 @@ __all__ = ["build_parser", "main"]
 _SERVER = ServerConfig()  # the defaults: config.py is their one home
 _CLIENT = ClientConfig()
 _BENCH = BenchConfig()
+_PING = PingConfig()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -282,6 +286,7 @@ def build_parser() -> _Parser:
         help="UDP: resend a datagram with no echo up to N times (default %(default)s)",
     )
     _bench_parser(commands)
+    _ping_parser(commands)
     return parser
 
 
@@ -299,6 +304,7 @@ a request not sent (or none done); 2 usage.
 def _target_options(
     parser: argparse.ArgumentParser,
     timeout_help: str = "bound on connecting and on any silence while echo is owed",
+    timeout_default: float = _CLIENT.timeout,
 ) -> None:
     """Where a client or the bench connects, and how: shared by both, mapped by _target()."""
     parser.add_argument(
@@ -314,7 +320,7 @@ def _target_options(
     parser.add_argument(
         "--timeout",
         type=_checked(parse_seconds),
-        default=_CLIENT.timeout,
+        default=timeout_default,
         metavar="SECONDS",
         help=f"{timeout_help} (default %(default)s)",
     )
@@ -407,6 +413,85 @@ def _bench_parser(commands: Any) -> None:
     bench.add_argument("--json", action="store_true", help="print the result as JSON")
     bench.add_argument(
         "--spawn", action="store_true", help="start `aioecho server` on a free port and measure it"
+    )
+
+
+PING_EXAMPLES = """\
+examples:
+  aioecho ping -c 5                       # five probes to localhost port 10000, one a second
+  aioecho ping --udp -c 100 -i 0.01       # datagrams: lost, duplicated, reordered, late
+  aioecho ping --new-connection --tls --cafile ca.pem --host echo.example -c 5
+  aioecho ping --json -c 10 | jq .rtt_us  # a JSON object per probe, then the summary
+exit status: 0 loss within --max-loss and every answer right; 1 otherwise (or no answer at
+all); 2 usage.
+"""
+
+
+def _ping_parser(commands: Any) -> None:
+    ping = commands.add_parser(
+        "ping",
+        help="measure round trips to an echo server, probe by probe (TCP, TLS, Unix, UDP)",
+        description="Send numbered probes on a fixed timetable and time each echo; with "
+        "--new-connection, time the name resolution, connect and TLS handshake too.",
+        epilog=PING_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _target_options(
+        ping,
+        timeout_help="how long a probe waits for its answer",
+        timeout_default=_PING.target.timeout,
+    )
+    ping.add_argument("--udp", action="store_true", help="probe with datagrams (RFC 862)")
+    ping.add_argument(
+        "-c",
+        "--count",
+        type=_checked(lambda text: parse_count(text, minimum=0)),
+        default=_PING.count,
+        metavar="N",
+        help="probes to send; 0 until Ctrl-C (default %(default)s)",
+    )
+    ping.add_argument(
+        "-i",
+        "--interval",
+        type=_checked(parse_seconds),
+        default=_PING.interval,
+        metavar="SECONDS",
+        help="time between probes, kept whatever the answers do (default %(default)g)",
+    )
+    ping.add_argument(
+        "-s",
+        "--size",
+        type=_checked(parse_size),
+        default=_PING.size,
+        metavar="BYTES",
+        help="bytes per probe, e.g. 64, 1KiB (default %(default)s)",
+    )
+    ping.add_argument(
+        "--new-connection",
+        action="store_true",
+        help="a connection per probe, with its phases timed: resolve, connect, tls",
+    )
+    output = ping.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="a JSON object per line")
+    output.add_argument("--csv", action="store_true", help="a CSV row per probe")
+    ping.add_argument(
+        "--max-loss",
+        type=_checked(parse_percent),
+        default=_PING.max_loss,
+        metavar="PCT",
+        help="percent of probes that may be lost with exit status 0 (default %(default)g)",
+    )
+
+
+def ping_config(args: argparse.Namespace) -> PingConfig:
+    return PingConfig(
+        target=_target(args, udp=args.udp),
+        count=args.count,
+        interval=args.interval,
+        size=args.size,
+        new_connection=args.new_connection,
+        output="json" if args.json else "csv" if args.csv else "text",
+        max_loss=args.max_loss,
     )
 
 
@@ -508,6 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ),
                     loop_name,
                 )
+        elif args.command == "ping":
+            loops.run(run_ping(ping_config(args)), loop_name)
         else:
             messages = [os.fsencode(m) for m in args.messages] or list(SEED_MESSAGES)
             loops.run(run_client(client_config(args), messages), loop_name)

@@ -19,10 +19,12 @@ __all__ = [
     "DEFAULT_PORT",
     "BenchConfig",
     "ClientConfig",
+    "PingConfig",
     "ServerConfig",
     "format_size",
     "parse_count",
     "parse_mode",
+    "parse_percent",
     "parse_port",
     "parse_rate",
     "parse_seconds",
@@ -209,6 +211,17 @@ def parse_mode(text: str) -> int:
     return mode
 
 
+def parse_percent(text: str) -> float:
+    """A percentage, 0 to 100 ('5', '0.5', '5%')."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise ConfigError(f"invalid percentage {text!r}: not a number") from None
+    if not 0 <= value <= 100:
+        raise ConfigError(f"invalid percentage {text!r}: must be 0 to 100")
+    return value
+
+
 def parse_rate(text: str) -> float:
     """A positive rate per second."""
     try:
@@ -299,3 +312,42 @@ class BenchConfig:
             requests=split(self.requests) if self.requests else 0,
             workers=1,
         )
+
+
+# Bounds of ping's counts, for the same reasons as the bench's.
+MAX_PING_COUNT: Final = 1_000_000_000
+MIN_PING_INTERVAL: Final = 0.001  # seconds
+MAX_PING_SIZE: Final = 16 * 1024**2  # stream; UDP: MAX_UDP_PAYLOAD
+MAX_UDP_PAYLOAD: Final = 65507  # 65535 less the IPv4 and UDP headers
+PING_HEADER: Final = 16  # a probe's sequence number and send time
+
+
+@dataclass(frozen=True, kw_only=True)
+class PingConfig:
+    """What `aioecho ping` probes, how often, and what counts as failure."""
+
+    target: ClientConfig = ClientConfig(
+        timeout=2.0
+    )  # where; timeout: a probe's wait for its answer
+    count: int = 0  # probes; 0: until interrupted
+    interval: float = 1.0  # seconds between probes' scheduled times
+    size: int = 64  # bytes per probe
+    new_connection: bool = False  # a connection per probe, with its phases timed
+    output: str = "text"  # text, json (lines) or csv
+    max_loss: float = 0.0  # percent of probes that may be lost for exit status 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.count <= MAX_PING_COUNT:
+            raise ConfigError(f"--count must be 0 (until interrupted) to {MAX_PING_COUNT}")
+        if not MIN_PING_INTERVAL <= self.interval <= 3600:
+            raise ConfigError(f"--interval must be {MIN_PING_INTERVAL:g} to 3600 seconds")
+        most = MAX_UDP_PAYLOAD if self.target.udp else MAX_PING_SIZE
+        if not PING_HEADER <= self.size <= most:
+            shown = str(most) if self.target.udp else format_size(most)
+            raise ConfigError(f"--size must be {PING_HEADER} to {shown} bytes")
+        if self.new_connection and self.target.udp:
+            raise ConfigError("--new-connection does not go with --udp (UDP has no connection)")
+        if self.output not in ("text", "json", "csv"):
+            raise ConfigError("output must be text, json or csv")
+        if not 0 <= self.max_loss <= 100:
+            raise ConfigError("--max-loss must be 0 to 100 (percent)")

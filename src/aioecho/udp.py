@@ -6,10 +6,10 @@ import asyncio
 import errno
 import logging
 import socket
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from .addresses import format_address
-from .config import ClientConfig
+from .config import MAX_UDP_PAYLOAD, ClientConfig
 from .errors import ConfigError, ConnectError, EchoError, ResolveError, describe_os_error
 from .logs import ConnectionLog, FloodCounter, preview
 from .ratelimit import UdpPolicy
@@ -17,8 +17,6 @@ from .ratelimit import UdpPolicy
 __all__ = ["EchoDatagramProtocol", "echo_datagrams"]
 
 _log = logging.getLogger("aioecho.udp")
-
-MAX_UDP_PAYLOAD: Final = 65507  # 65535 less the IPv4 and UDP headers
 
 
 class EchoDatagramProtocol(asyncio.DatagramProtocol):

@@ -1,0 +1,107 @@
+"""`aioecho ping`: a line per probe on stdout (text, JSON lines or CSV), the summary when the
+count is reached or on Ctrl-C, and exit status 1 when loss passes --max-loss, an answer was
+wrong, or nothing answered at all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import json
+import signal
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from ..config import PingConfig
+from ..errors import AioechoError
+from ..logs import LoopErrorLog
+from ..pingstats import PingSummary, ProbeResult
+from ..probing import ping
+from ..tls import warn_if_insecure
+
+__all__ = ["PingFailed", "run_ping"]
+
+CSV_FIELDS = ("seq", "status", "bytes", "rtt_us", "resolve_us", "connect_us", "tls_us", "peer")
+
+
+class PingFailed(AioechoError):
+    """Too many probes lost, a wrong answer, or no answer at all."""
+
+
+async def run_ping(config: PingConfig, out: TextIO | None = None) -> PingSummary:
+    """Ping until config.count probes have ended, or SIGINT/SIGTERM; print as config.output
+    says. Returns the summary; raises PingFailed after printing it when the run fails."""
+    out = out or sys.stdout
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(LoopErrorLog())
+    warn_if_insecure(config.target)
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # as ping does: stop, summarise, exit
+        loop.add_signal_handler(signum, stop.set)
+    where = config.target.where
+    summary = PingSummary()
+    show = _printer(config, out)
+    if config.output == "text":
+        each = f"a new connection each, every {config.interval:g}s"
+        how = each if config.new_connection else f"every {config.interval:g}s"
+        _say(out, f"PING {where}: {config.size} bytes, {how}, timeout {config.target.timeout:g}s")
+
+    async def probe() -> None:
+        async for result in ping(
+            config.target,
+            count=config.count,
+            interval=config.interval,
+            size=config.size,
+            new_connection=config.new_connection,
+        ):
+            summary.add(result)
+            show(result)
+
+    probing = asyncio.ensure_future(probe())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((probing, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        probing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probing
+    _print_summary(config, summary, out, where)
+    failure = summary.failure(config.max_loss)
+    if failure is not None:
+        raise PingFailed(failure)
+    return summary
+
+
+def _printer(config: PingConfig, out: TextIO) -> Callable[[ProbeResult], None]:
+    if config.output == "json":
+        return lambda result: _say(out, json.dumps(result.to_dict()))
+    if config.output == "csv":
+        writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+
+        def row(result: ProbeResult) -> None:
+            writer.writerow(result.to_dict())
+            out.flush()
+
+        return row
+    return lambda result: _say(out, result.line())
+
+
+def _print_summary(config: PingConfig, summary: PingSummary, out: TextIO, where: str) -> None:
+    if config.output == "json":
+        _say(out, json.dumps(summary.to_dict()))
+        return
+    lines = summary.lines(where)
+    if config.output == "csv":  # the rows stay machine-readable; the summary goes aside
+        for line in lines:
+            print(line, file=sys.stderr)
+        return
+    _say(out, "")
+    for line in lines:
+        _say(out, line)
+
+
+def _say(out: TextIO, line: str) -> None:
+    print(line, file=out, flush=True)
