@@ -258,11 +258,12 @@ def test_exit_status_follows_max_loss(max_loss: str, status: int) -> None:
 
 
 @pytest.mark.parametrize("udp", [False, True], ids=["tcp", "udp"])
-def test_a_closed_port_is_refused_probe_by_probe(udp: bool) -> None:
+def test_a_closed_port_is_refused_probe_by_probe(udp: bool, loop_name: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens once it is closed
-    result = ping("--port", str(port), "-c", "3", "-i", "0.05", *(["--udp"] if udp else []))
+    more = ["--loop", loop_name] + (["--udp"] if udp else [])
+    result = ping("--port", str(port), "-c", "3", "-i", "0.05", *more)
     lines = result.stdout.decode().splitlines()
     assert lines[1:4] == ["seq=1 refused", "seq=2 refused", "seq=3 refused"]
     assert "3 probes sent, 0 received, 100% loss" in lines[6]
@@ -385,3 +386,29 @@ def test_usage_errors(args: list[str], line: str) -> None:
     result = run_cli("ping", *args)
     assert result.returncode == 2
     assert result.stderr.decode().splitlines() == [f"aioecho: error: {line}"]
+
+
+def test_the_text_summary_agrees_with_the_probe_lines() -> None:
+    import re
+
+    with ServerProcess("--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        result = ping("--port", str(server.port), "-c", "5", "-i", "0.02")
+        assert result.returncode == 0, result.stderr
+        text = result.stdout.decode()
+        rtts = [float(ms) for ms in re.findall(r" rtt=([\d.]+) ms", text)]
+        assert len(rtts) == 5
+        figures = re.search(r"^rtt min/avg/max/mdev = ([\d.]+)/([\d.]+)/([\d.]+)/", text, re.M)
+        assert figures is not None, text
+        low, avg, high = (float(x) for x in figures.groups())
+        assert low == min(rtts) and high == max(rtts)
+        assert avg == pytest.approx(sum(rtts) / 5, abs=0.002)  # each line rounds to 1 us
+        assert server.stop() == 0
+
+
+def test_a_stalled_stream_times_out_and_the_next_probe_reconnects() -> None:
+    for port in tcp_peer(delay=5.0):
+        result = ping("--port", str(port), "-c", "3", "-i", "0.5", "--timeout", "0.3")
+        lines = result.stdout.decode().splitlines()
+        assert lines[1:4] == ["seq=1 timeout", "seq=2 timeout", "seq=3 timeout"]
+        assert error_line(result) == "aioecho: error: no answer to any of 3 probes"
