@@ -185,7 +185,8 @@ def test_ping_aioecho_over_tcp(loop_name: str) -> None:
             assert line.startswith(f"64 bytes from 127.0.0.1 port {server.port}: seq={seq} rtt=")
         assert lines[5] == f"--- 127.0.0.1 port {server.port} ping statistics ---"
         assert lines[6] == (
-            "3 probes sent, 3 received, 0% loss, 0 duplicates, 0 reordered, 0 wrong, 0 late"
+            "3 probes sent, 3 received, 0 lost (0% loss), 0 duplicates, 0 reordered, 0 wrong, "
+            "0 late"
         )
         assert lines[7].startswith("rtt min/avg/max/mdev = ")
         assert server.stop() == 0
@@ -254,7 +255,7 @@ def test_exit_status_follows_max_loss(max_loss: str, status: int) -> None:
             "--max-loss", max_loss,
         )  # fmt: skip
         assert result.returncode == status, result.stdout
-        assert "8 probes sent, 6 received, 25% loss" in result.stdout.decode()
+        assert "8 probes sent, 6 received, 2 lost (25% loss)" in result.stdout.decode()
 
 
 @pytest.mark.parametrize("udp", [False, True], ids=["tcp", "udp"])
@@ -266,7 +267,7 @@ def test_a_closed_port_is_refused_probe_by_probe(udp: bool, loop_name: str) -> N
     result = ping("--port", str(port), "-c", "3", "-i", "0.05", *more)
     lines = result.stdout.decode().splitlines()
     assert lines[1:4] == ["seq=1 refused", "seq=2 refused", "seq=3 refused"]
-    assert "3 probes sent, 0 received, 100% loss" in lines[6]
+    assert "3 probes sent, 0 received, 3 lost (100% loss)" in lines[6]
     assert error_line(result) == "aioecho: error: no answer to any of 3 probes"
 
 
@@ -354,7 +355,7 @@ def test_against_peers_nobody_here_wrote(peer: str) -> None:
         wait_for_port(port) if peer == "socat" else wait_listening(port)
         result = ping("--port", str(port), "-c", "3", "-i", "0.05")
         assert result.returncode == 0, (result.stdout, result.stderr)
-        assert "3 probes sent, 3 received, 0% loss" in result.stdout.decode()
+        assert "3 probes sent, 3 received, 0 lost (0% loss)" in result.stdout.decode()
     finally:
         proc.kill()
         proc.wait(WAIT)

@@ -211,7 +211,8 @@ class PingSummary:
         f = self.figures()
         lines = [
             f"--- {where} ping statistics ---",
-            f"{self.sent} probes sent, {self.received} received, {self.loss_pct:.3g}% loss, "
+            f"{self.sent} probes sent, {self.received} received, {self.lost} lost "
+            f"({self.loss_pct:.3g}% loss), "
             f"{self.duplicates} duplicates, {self.reordered} reordered, "
             f"{self.wrong} wrong, {self.late} late",
         ]
