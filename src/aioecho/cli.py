@@ -158,6 +158,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _trace_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="print every protocol and transport event, with a clock from the connection's "
+        "start (shown with -q too)",
+    )
+
+
 def build_parser() -> _Parser:
     parser = _Parser(
         prog="aioecho", description="An asyncio echo server and client (asyncio.Protocol)."
@@ -181,6 +190,7 @@ def build_parser() -> _Parser:
         f"(default {DEFAULT_HOST})",
     )
     _common(server)
+    _trace_option(server)
     server.add_argument(
         "--drain-timeout",
         type=_checked(parse_seconds),
@@ -277,6 +287,7 @@ def build_parser() -> _Parser:
         help="messages to send in turn (default: the seed's three parts); - streams stdin",
     )
     _target_options(client)
+    _trace_option(client)
     client.add_argument("--udp", action="store_true", help="send each message as one datagram")
     client.add_argument(
         "--retries",
@@ -535,6 +546,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         idle_timeout=args.idle_timeout,
         backlog=args.backlog,
         stats_interval=args.stats_interval,
+        trace=args.trace,
     )
 
 
@@ -573,7 +585,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         role = WorkerRole.take()
         tag = f"worker{role.number}" if role is not None and args.command == "server" else None
-        configure(1 if args.verbose else -1 if args.quiet else 0, tag=tag)
+        configure(
+            1 if args.verbose else -1 if args.quiet else 0,
+            tag=tag,
+            trace=getattr(args, "trace", False),
+        )
         loop_name = _loop_name(args.loop)
         if args.command == "server":
             config = server_config(args)
@@ -597,7 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             loops.run(run_ping(ping_config(args)), loop_name)
         else:
             messages = [os.fsencode(m) for m in args.messages] or list(SEED_MESSAGES)
-            loops.run(run_client(client_config(args), messages), loop_name)
+            loops.run(run_client(client_config(args), messages, trace=args.trace), loop_name)
     except ConfigError as err:
         print(f"aioecho: error: {err}", file=sys.stderr)
         return ExitStatus.USAGE

@@ -140,11 +140,16 @@ async def echo(
     )
 
 
-async def echo_messages(messages: list[bytes], config: ClientConfig, level: int) -> bytes:
+async def echo_messages(
+    messages: list[bytes],
+    config: ClientConfig,
+    level: int,
+    protocol_class: type[EchoClientProtocol] = EchoClientProtocol,
+) -> bytes:
     """The seed's exchange as config says: send messages (logged at level), half-close, and
-    return what came back by the server's EOF."""
+    return what came back by the server's EOF. protocol_class: it, or a tracing subclass."""
     future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-    factory = functools.partial(EchoClientProtocol, messages, future, level=level)
+    factory = functools.partial(protocol_class, messages, future, level=level)
     transport, protocol = await connect(factory, config)
     try:
         return await _await_echo(future, lambda: len(protocol.received), config.timeout)
@@ -457,7 +462,12 @@ class _InputPump:
                 return
 
 
-async def stream_stdio(config: ClientConfig, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
+async def stream_stdio(
+    config: ClientConfig,
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+    protocol_class: type[StreamClientProtocol] = StreamClientProtocol,
+) -> int:
     """Stream stdin_fd through the server to stdout_fd, checking every byte; return the count.
 
     Raises ConnectError/ResolveError, or EchoError at the first wrong byte, an early close or a
@@ -466,7 +476,7 @@ async def stream_stdio(config: ClientConfig, stdin_fd: int = 0, stdout_fd: int =
     done: asyncio.Future[None] = loop.create_future()
     output = _OutputPump(stdout_fd, loop)
     transport, protocol = await connect(
-        functools.partial(StreamClientProtocol, done, output.write), config
+        functools.partial(protocol_class, done, output.write), config
     )
     output.transport = transport
     output.on_error = protocol.fail  # ends the run, and the stdin pump with it

@@ -125,6 +125,7 @@ class ServerConfig:
     idle_timeout: float = 300.0  # seconds with nothing sent or received; 0: never
     backlog: int = 1024  # the listen() queue length (the kernel may cap it: somaxconn)
     stats_interval: float = 0.0  # seconds between statistics lines; 0: only at shutdown
+    trace: bool = False  # log every protocol event (trace.py's protocol classes)
 
     def __post_init__(self) -> None:
         if not self.hosts:

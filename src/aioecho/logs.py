@@ -78,9 +78,13 @@ class _SeedFormatter(logging.Formatter):
         return super().format(record)
 
 
-def configure(verbosity: int, stream: TextIO | None = None, tag: str | None = None) -> None:
+def configure(
+    verbosity: int, stream: TextIO | None = None, tag: str | None = None, trace: bool = False
+) -> None:
     """Send log lines to stderr. verbosity: -1 quiet (NOTICE), 0 INFO, 1 DEBUG (with asyncio's).
-    tag: a prefix for every line (a worker process's name)."""
+    tag: a prefix for every line (a worker process's name). trace: show the `aioecho.trace`
+    lines (--trace) whatever the verbosity."""
+    logging.getLogger("aioecho.trace").setLevel(logging.INFO if trace else logging.WARNING)
     level = {-1: NOTICE, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(_SeedFormatter(tag))

@@ -255,8 +255,14 @@ async def serve(
         max_connections=_affordable_connections(config.max_connections),
         idle_timeout=config.idle_timeout,
     )
+    protocol: type[EchoServerProtocol] = EchoServerProtocol
+    datagram_protocol: type[EchoDatagramProtocol] = EchoDatagramProtocol
+    if config.trace:  # chosen here, so that the plain classes pay nothing for tracing
+        from .trace import TracingDatagramProtocol, TracingEchoServerProtocol
+
+        protocol, datagram_protocol = TracingEchoServerProtocol, TracingDatagramProtocol
     factory: Callable[[], asyncio.Protocol] = functools.partial(
-        EchoServerProtocol, max_buffer=config.max_buffer, connections=connections
+        protocol, max_buffer=config.max_buffer, connections=connections
     )
     tls_failures = HandshakeFailures()
     if config.tls_cert is not None and config.tls_key is not None:
@@ -280,7 +286,7 @@ async def serve(
         if sock.type == socket.SOCK_DGRAM:
             datagrams.append(
                 await loop.create_datagram_endpoint(
-                    functools.partial(EchoDatagramProtocol, policy), sock=sock
+                    functools.partial(datagram_protocol, policy), sock=sock
                 )
             )
         elif sock.family == socket.AF_UNIX:

@@ -8,11 +8,18 @@ import logging
 from collections.abc import Sequence
 from typing import Final
 
-from ..client import describe_mismatch, echo_messages, stream_stdio
+from ..client import (
+    EchoClientProtocol,
+    StreamClientProtocol,
+    describe_mismatch,
+    echo_messages,
+    stream_stdio,
+)
 from ..config import ClientConfig
 from ..errors import EchoError
 from ..logs import LoopErrorLog
 from ..tls import warn_if_insecure
+from ..trace import TracingEchoClientProtocol, TracingStreamClientProtocol
 from ..udp import echo_datagrams
 
 __all__ = ["SEED_MESSAGES", "run_client"]
@@ -22,19 +29,24 @@ _main_log = logging.getLogger("aioecho.main")
 SEED_MESSAGES: Final = (b"This is the message. ", b"It will be sent ", b"in parts.")
 
 
-async def run_client(config: ClientConfig, messages: Sequence[bytes]) -> None:
-    """Send messages (b'-' alone: stream stdin) and check the echo; raises AioechoError."""
+async def run_client(
+    config: ClientConfig, messages: Sequence[bytes], *, trace: bool = False
+) -> None:
+    """Send messages (b'-' alone: stream stdin) and check the echo; raises AioechoError.
+    trace: log every protocol event (trace.py)."""
     asyncio.get_running_loop().set_exception_handler(LoopErrorLog())
     _main_log.info("waiting for client to complete")
     warn_if_insecure(config)
     if config.udp:
         await echo_datagrams(list(messages), config)
     elif list(messages) == [b"-"]:
-        count = await stream_stdio(config)
+        stream = TracingStreamClientProtocol if trace else StreamClientProtocol
+        count = await stream_stdio(config, protocol_class=stream)
         _main_log.info("echoed %d bytes intact", count)
     else:
         sent = b"".join(messages)
-        got = await echo_messages(list(messages), config, logging.INFO)
+        seed = TracingEchoClientProtocol if trace else EchoClientProtocol
+        got = await echo_messages(list(messages), config, logging.INFO, seed)
         if got != sent:
             raise EchoError(describe_mismatch(sent, got))
     _main_log.info("closing event loop")

@@ -68,6 +68,13 @@ async def run_server(config: ServerConfig, role: WorkerRole | None = None) -> No
         watcher.cancel()
     for signum in STOP_SIGNALS:  # a second signal ends the drain at once
         loop.add_signal_handler(signum, server.abort)
+    if config.trace:
+        logging.getLogger("aioecho.trace").info(
+            "stop signal -> close the listeners; %d open connections get %gs (--drain-timeout) "
+            "to finish, then are aborted",
+            server.open_connections,
+            config.drain_timeout,
+        )
     await server.close()
     log_stats(logging.INFO)
 
