@@ -21,6 +21,7 @@ from .config import (
     DEFAULT_PORT,
     BenchConfig,
     ClientConfig,
+    FaultConfig,
     PingConfig,
     ServerConfig,
     format_size,
@@ -28,6 +29,7 @@ from .config import (
     parse_mode,
     parse_percent,
     parse_port,
+    parse_probability,
     parse_rate,
     parse_seconds,
     parse_size,
@@ -158,6 +160,58 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_FAULTS = FaultConfig()
+
+
+def _fault_options(parser: argparse.ArgumentParser) -> None:
+    """Misbehaviour on demand, for testing clients: none by default."""
+    faults = parser.add_argument_group(
+        "faults (for testing clients; none by default; listed in the start-up line)"
+    )
+    seconds, size = _checked(parse_seconds), _checked(parse_size)
+    share = _checked(parse_probability)
+    for flag, parse, metavar, text in (
+        ("--delay", seconds, "DURATION", "hold each chunk's echo back this long (order kept)"),
+        ("--jitter", seconds, "DURATION", "add a uniform random delay in [0, DURATION]"),
+        ("--bandwidth", size, "RATE", "bytes per second per connection, e.g. 64KiB, 10MB"),
+        ("--slice", size, "SIZE", "echo in writes of at most SIZE bytes"),
+        ("--slice-delay", seconds, "DURATION", "pause between two slices"),
+        ("--reset-after", size, "BYTES", "reset the connection (RST) once BYTES were echoed"),
+        ("--close-after", size, "BYTES", "close the connection (FIN) once BYTES were echoed"),
+        ("--stall-after", size, "BYTES", "stop reading and echoing there; hold it open"),
+        ("--slow-close", seconds, "DURATION", "wait this long before answering the peer's EOF"),
+        ("--fault-share", share, "P", "share of connections the faults apply to (default 1)"),
+        ("--drop", share, "P", "UDP: drop a datagram with probability P"),
+        ("--duplicate", share, "P", "UDP: echo a datagram twice with probability P"),
+        ("--corrupt", share, "P", "UDP: flip one byte of a datagram with probability P"),
+    ):
+        dest = flag.removeprefix("--").replace("-", "_")
+        default = getattr(_FAULTS, "share" if dest == "fault_share" else dest)
+        faults.add_argument(flag, type=parse, default=default, metavar=metavar, help=text)
+    faults.add_argument(
+        "--seed", type=int, default=None, metavar="N", help="make every random choice repeatable"
+    )
+
+
+def fault_config(args: argparse.Namespace) -> FaultConfig:
+    return FaultConfig(
+        delay=args.delay,
+        jitter=args.jitter,
+        bandwidth=args.bandwidth,
+        slice=args.slice,
+        slice_delay=args.slice_delay,
+        reset_after=args.reset_after,
+        close_after=args.close_after,
+        stall_after=args.stall_after,
+        slow_close=args.slow_close,
+        share=args.fault_share,
+        drop=args.drop,
+        duplicate=args.duplicate,
+        corrupt=args.corrupt,
+        seed=args.seed,
+    )
+
+
 def _trace_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trace",
@@ -272,6 +326,8 @@ def build_parser() -> _Parser:
         metavar="BYTES",
         help="pending echo per connection before reading from it pauses (default %(default)s)",
     )
+
+    _fault_options(server)
 
     client = commands.add_parser(
         "client",
@@ -547,6 +603,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         backlog=args.backlog,
         stats_interval=args.stats_interval,
         trace=args.trace,
+        faults=fault_config(args),
     )
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_PORT",
     "BenchConfig",
     "ClientConfig",
+    "FaultConfig",
     "PingConfig",
     "ServerConfig",
     "format_size",
@@ -26,6 +27,7 @@ __all__ = [
     "parse_mode",
     "parse_percent",
     "parse_port",
+    "parse_probability",
     "parse_rate",
     "parse_seconds",
     "parse_size",
@@ -67,14 +69,31 @@ def _check_port(port: int) -> None:
         raise ConfigError(f"--port {port}: must be 0 to 65535")
 
 
+_TIME_UNITS: Final = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "m": 60.0, "h": 3600.0}
+
+
 def parse_seconds(text: str) -> float:
-    """A non-negative, finite duration in seconds ('5', '0.25')."""
+    """A non-negative, finite duration: seconds ('5', '0.25') or with a unit ('100ms', '2m')."""
+    stripped = text.strip()
+    number = stripped.rstrip("hmsu").strip()
+    unit = stripped[len(number) :].strip()
     try:
-        value = float(text)
-    except ValueError:
+        value = float(number) * _TIME_UNITS[unit]
+    except (ValueError, KeyError):
         raise ConfigError(f"invalid duration {text!r}: not a number of seconds") from None
     if not 0 <= value < float("inf"):
         raise ConfigError(f"invalid duration {text!r}: must be zero or more seconds")
+    return value
+
+
+def parse_probability(text: str) -> float:
+    """A probability or share, 0 to 1 ('0.3')."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"invalid probability {text!r}: not a number") from None
+    if not 0 <= value <= 1:
+        raise ConfigError(f"invalid probability {text!r}: must be 0 to 1")
     return value
 
 
@@ -106,6 +125,108 @@ def format_size(size: int) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FaultConfig:
+    """Misbehaviour on demand, per connection (TCP, TLS, Unix) or per datagram (UDP)."""
+
+    delay: float = 0.0  # seconds each chunk's echo is held back (order kept)
+    jitter: float = 0.0  # plus a uniform random part in [0, jitter]
+    bandwidth: int = 0  # bytes per second per connection; 0: unlimited
+    slice: int = 0  # the echo goes out in writes of at most this many bytes; 0: as read
+    slice_delay: float = 0.0  # seconds between two slices
+    reset_after: int | None = None  # reset (RST) once this many bytes were echoed
+    close_after: int | None = None  # close cleanly (FIN) there
+    stall_after: int | None = None  # stop reading and echoing there, holding the connection
+    slow_close: float = 0.0  # seconds between the peer's EOF (and the echo sent) and ours
+    share: float = 1.0  # the share of connections the faults apply to
+    drop: float = 0.0  # UDP: probability that a datagram is dropped
+    duplicate: float = 0.0  # UDP: ... echoed twice
+    corrupt: float = 0.0  # UDP: ... echoed with one random byte flipped
+    seed: int | None = None  # makes every random choice repeatable; None: a random seed
+
+    def __post_init__(self) -> None:
+        for flag, value in (
+            ("--delay", self.delay),
+            ("--jitter", self.jitter),
+            ("--slice-delay", self.slice_delay),
+            ("--slow-close", self.slow_close),
+        ):
+            if not 0 <= value <= 3600:
+                raise ConfigError(f"{flag} must be 0 to 3600 seconds")
+        for flag, share in (
+            ("--fault-share", self.share),
+            ("--drop", self.drop),
+            ("--duplicate", self.duplicate),
+            ("--corrupt", self.corrupt),
+        ):
+            if not 0 <= share <= 1:
+                raise ConfigError(f"{flag} must be 0 to 1")
+        if self.bandwidth < 0 or self.slice < 0:
+            raise ConfigError("--bandwidth and --slice must be 0 or more")
+        for flag, count in (
+            ("--reset-after", self.reset_after),
+            ("--close-after", self.close_after),
+            ("--stall-after", self.stall_after),
+        ):
+            if count is not None and count < 1:
+                raise ConfigError(f"{flag} must be at least 1 byte")
+        cut = [c for c in (self.reset_after, self.close_after, self.stall_after) if c is not None]
+        if len(cut) > 1:
+            raise ConfigError("choose one of --reset-after, --close-after and --stall-after")
+
+    @property
+    def stream(self) -> bool:
+        """Any fault for stream connections."""
+        return bool(
+            self.delay
+            or self.jitter
+            or self.bandwidth
+            or self.slice
+            or self.reset_after
+            or self.close_after
+            or self.stall_after
+            or self.slow_close
+        )
+
+    @property
+    def datagram(self) -> bool:
+        """Any fault for UDP."""
+        return bool(self.delay or self.jitter or self.drop or self.duplicate or self.corrupt)
+
+    def describe(self, seed: int) -> str:
+        """'delay 100ms, jitter 20ms, seed 42': the faults in force, for the start-up line."""
+        parts = []
+        for name, seconds in (
+            ("delay", self.delay),
+            ("jitter", self.jitter),
+            ("slice-delay", self.slice_delay),
+            ("slow-close", self.slow_close),
+        ):
+            if seconds:
+                parts.append(f"{name} {seconds * 1000:g}ms")
+        if self.bandwidth:
+            parts.append(f"bandwidth {format_size(self.bandwidth)}/s")
+        if self.slice:
+            parts.append(f"slice {format_size(self.slice)}")
+        for name, count in (
+            ("reset-after", self.reset_after),
+            ("close-after", self.close_after),
+            ("stall-after", self.stall_after),
+        ):
+            if count is not None:
+                parts.append(f"{name} {format_size(count)}")
+        for name, share in (
+            ("drop", self.drop),
+            ("duplicate", self.duplicate),
+            ("corrupt", self.corrupt),
+        ):
+            if share:
+                parts.append(f"{name} {share:g}")
+        if self.share < 1:
+            parts.append(f"on {self.share:g} of connections")
+        return ", ".join([*parts, f"seed {seed}"])
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServerConfig:
     """What `aioecho server` listens on and how it treats its peers."""
 
@@ -126,6 +247,7 @@ class ServerConfig:
     backlog: int = 1024  # the listen() queue length (the kernel may cap it: somaxconn)
     stats_interval: float = 0.0  # seconds between statistics lines; 0: only at shutdown
     trace: bool = False  # log every protocol event (trace.py's protocol classes)
+    faults: FaultConfig = FaultConfig()  # misbehaviour on demand (faults.py)
 
     def __post_init__(self) -> None:
         if not self.hosts:
@@ -137,6 +259,8 @@ class ServerConfig:
             raise ConfigError("TLS needs both --tls-cert and --tls-key")
         if self.tls_cert is not None and not self.tcp:
             raise ConfigError("TLS is served over TCP only: add --tcp or drop --tls-cert")
+        if self.trace and (self.faults.stream or self.faults.datagram):
+            raise ConfigError("--trace does not go with fault options")
         if not self.tls_handshake_timeout > 0:
             raise ConfigError("--tls-handshake-timeout must be more than 0 seconds")
         if self.unix is not None and self.udp:

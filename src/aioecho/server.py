@@ -255,15 +255,32 @@ async def serve(
         max_connections=_affordable_connections(config.max_connections),
         idle_timeout=config.idle_timeout,
     )
-    protocol: type[EchoServerProtocol] = EchoServerProtocol
-    datagram_protocol: type[EchoDatagramProtocol] = EchoDatagramProtocol
-    if config.trace:  # chosen here, so that the plain classes pay nothing for tracing
+    # The classes are chosen here, so that the plain ones pay nothing for tracing or faults.
+    factory: Callable[[], asyncio.Protocol] = functools.partial(
+        EchoServerProtocol, max_buffer=config.max_buffer, connections=connections
+    )
+    datagram_protocol: Callable[[UdpPolicy], EchoDatagramProtocol] = EchoDatagramProtocol
+    if config.trace:
         from .trace import TracingDatagramProtocol, TracingEchoServerProtocol
 
-        protocol, datagram_protocol = TracingEchoServerProtocol, TracingDatagramProtocol
-    factory: Callable[[], asyncio.Protocol] = functools.partial(
-        protocol, max_buffer=config.max_buffer, connections=connections
-    )
+        factory = functools.partial(
+            TracingEchoServerProtocol, max_buffer=config.max_buffer, connections=connections
+        )
+        datagram_protocol = TracingDatagramProtocol
+    if config.faults.stream or config.faults.datagram:
+        from .faults import FaultPlan, FaultyDatagramProtocol, FaultyEchoProtocol
+
+        plan = FaultPlan(config.faults)
+        _main_log.log(NOTICE, "faults: %s", config.faults.describe(plan.seed))
+        if config.faults.stream:
+            factory = functools.partial(
+                FaultyEchoProtocol,
+                plan=plan,
+                max_buffer=config.max_buffer,
+                connections=connections,
+            )
+        if config.faults.datagram:
+            datagram_protocol = functools.partial(FaultyDatagramProtocol, plan=plan)
     tls_failures = HandshakeFailures()
     if config.tls_cert is not None and config.tls_key is not None:
         factory = functools.partial(

@@ -1,0 +1,279 @@
+"""Faults on demand: an echo server that is slow, throttled, chopped, cut off, stalled or lossy,
+on purpose, so that clients can be tested against it.
+
+The faulty protocols are subclasses chosen at start-up only when a fault is asked for: a server
+without fault options runs the plain classes. Every random choice comes from one seeded
+generator, so a run can be replayed (`--seed`); each connection draws its own generator from it
+in the order connections arrive.
+
+Stream connections: each chunk read is queued with the time its echo is due (now + delay +
+jitter, never before the chunk ahead of it, so order is kept), cut into slices if asked, and
+written by one timer per connection, which also meters --bandwidth (a token bucket refilled
+continuously, with room for 20 ms of data, so the flow is smooth). The queue counts towards
+--max-buffer: past it the connection stops reading, as the plain server does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+from .config import DEFAULT_MAX_BUFFER, FaultConfig
+from .registry import Connections
+from .server import EchoServerProtocol
+from .udp import EchoDatagramProtocol
+
+__all__ = ["FaultPlan", "FaultyDatagramProtocol", "FaultyEchoProtocol"]
+
+_log = logging.getLogger("aioecho.server")
+
+BURST: Final = 0.02  # seconds of --bandwidth a connection may send at once
+
+
+class FaultPlan:
+    """The faults of one server, and the generator every random choice comes from."""
+
+    def __init__(self, config: FaultConfig) -> None:
+        self.config = config
+        self.seed = config.seed if config.seed is not None else random.randrange(2**32)
+        self._random = random.Random(self.seed)
+
+    def connection(self) -> random.Random | None:
+        """A generator for the next connection, or None if the faults pass it by (--fault-share)."""
+        rng = random.Random(self._random.getrandbits(64))
+        return rng if rng.random() < self.config.share else None
+
+    def datagrams(self) -> random.Random:
+        return random.Random(self._random.getrandbits(64))
+
+
+class FaultyEchoProtocol(EchoServerProtocol):
+    """The echo server protocol, misbehaving as the plan says."""
+
+    def __init__(
+        self,
+        *,
+        plan: FaultPlan,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+        connections: Connections | None = None,
+    ) -> None:
+        super().__init__(max_buffer=max_buffer, connections=connections)
+        self._plan = plan
+        self._faults = plan.config
+        self._rng: random.Random | None = None  # None: this connection is spared
+        self._queue: deque[tuple[float, bytes]] = deque()  # (when due, bytes), in order
+        self._queued_bytes = 0
+        self._last_due = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._accepted = 0  # bytes taken for echo (the cut-off faults count these)
+        self._echoed = 0
+        self._cut: tuple[str, int] | None = None  # ("reset" | "close" | "stall", after bytes)
+        self._eof = False  # the peer's EOF, to answer once the queue is sent
+        self._paused_for: set[str] = set()  # why reading is paused: transport, queue, stall
+        self._tokens = 0.0
+        self._refilled = 0.0
+        self._loop: asyncio.AbstractEventLoop
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if not self._admitted:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._rng = self._plan.connection()
+        faults = self._faults
+        for kind, after in (
+            ("reset", faults.reset_after),
+            ("close", faults.close_after),
+            ("stall", faults.stall_after),
+        ):
+            if after is not None:
+                self._cut = (kind, after)
+        self._refilled = self._loop.time()
+        self._tokens = faults.bandwidth * BURST
+
+    def data_received(self, data: bytes) -> None:
+        if self._rng is None:
+            super().data_received(data)
+            return
+        self.bytes_in += len(data)
+        if self._cut is not None:
+            room = self._cut[1] - self._accepted
+            if len(data) > room:  # past the cut-off: not echoed, and not counted as sent
+                self.unsent_at_close += len(data) - max(room, 0)
+                data = data[: max(room, 0)]
+        if not data:
+            return
+        self._accepted += len(data)
+        faults = self._faults
+        due = self._loop.time() + faults.delay
+        if faults.jitter:
+            due += self._rng.uniform(0.0, faults.jitter)
+        due = max(due, self._last_due)
+        step = faults.slice or len(data)
+        for start in range(0, len(data), step):
+            self._queue.append((due, data[start : start + step]))
+            self._last_due = due
+            due += faults.slice_delay
+        self._queued_bytes += len(data)
+        self._pause_if_full()
+        self._schedule()
+
+    def eof_received(self) -> bool:
+        if self._rng is None:
+            return super().eof_received()
+        self._eof = True
+        self._schedule()
+        # half-open until the queued echo and our EOF have gone (TLS closes after EOF anyway)
+        return self.transport.can_write_eof()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel()
+        super().connection_lost(exc)
+
+    def abort(self, reason: str) -> None:
+        self._cancel()
+        self.unsent_at_close += self._queued_bytes
+        super().abort(reason)
+
+    def queued(self) -> int:
+        return super().queued() + self._queued_bytes
+
+    def pause_writing(self) -> None:
+        self._pause_reading("transport", True)
+
+    def resume_writing(self) -> None:
+        self._pause_reading("transport", False)
+
+    # The queue and its timer
+
+    def _schedule(self) -> None:
+        if self._timer is not None or self.transport.is_closing():
+            return
+        if self._queue:
+            when = max(self._queue[0][0], self._next_tokens_at())
+        elif self._eof:
+            when = self._last_due + self._faults.slow_close
+        else:
+            return
+        self._timer = self._loop.call_at(when, self._send_due)
+
+    def _send_due(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        bandwidth = self._faults.bandwidth
+        if bandwidth:
+            self._tokens = min(bandwidth * BURST, self._tokens + (now - self._refilled) * bandwidth)
+            self._refilled = now
+        while self._queue and self._queue[0][0] <= now:
+            due, chunk = self._queue[0]
+            if bandwidth:
+                allowed = int(self._tokens)
+                if allowed <= 0:
+                    break
+                if len(chunk) > allowed:
+                    self._queue[0] = (due, chunk[allowed:])
+                    chunk = chunk[:allowed]
+                else:
+                    self._queue.popleft()
+                self._tokens -= len(chunk)
+            else:
+                self._queue.popleft()
+            self._queued_bytes -= len(chunk)
+            self.transport.write(chunk)
+            self._echoed += len(chunk)
+            if self._cut is not None and self._echoed >= self._cut[1]:
+                self._cut_off(self._cut[0])
+                return
+        self._pause_if_full()
+        if not self._queue and self._eof and now >= self._last_due + self._faults.slow_close:
+            self._answer_eof()
+            return
+        self._schedule()
+
+    def _next_tokens_at(self) -> float:
+        """When the bucket will hold a byte again (now, unless --bandwidth has run it dry)."""
+        bandwidth = self._faults.bandwidth
+        if not bandwidth or self._tokens >= 1:
+            return 0.0
+        return self._refilled + (1 - self._tokens) / bandwidth
+
+    def _answer_eof(self) -> None:
+        """The peer has finished and its echo is sent: our EOF, and the end of the connection
+        (eof_received kept the transport open, so it is ours to close)."""
+        self._eof = False
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.transport.close()
+
+    def _cut_off(self, kind: str) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
+        if kind == "reset":
+            _reset(self.transport)
+        elif kind == "close":
+            self.transport.close()
+        else:  # stall: read nothing more, echo nothing more, hold the connection open
+            self._pause_reading("stall", True)
+
+    def _pause_if_full(self) -> None:
+        self._pause_reading("queue", self._queued_bytes > self._max_buffer)
+
+    def _pause_reading(self, reason: str, paused: bool) -> None:
+        """Reading is paused while any reason holds: the transport's buffer, the queue, a stall."""
+        before = bool(self._paused_for)
+        if paused:
+            self._paused_for.add(reason)
+        else:
+            self._paused_for.discard(reason)
+        if self.transport.is_closing() or before == bool(self._paused_for):
+            return
+        if self._paused_for:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _reset(transport: asyncio.Transport) -> None:
+    """Close with RST: SO_LINGER on, with a timeout of 0, then close."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family != socket.AF_UNIX:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+class FaultyDatagramProtocol(EchoDatagramProtocol):
+    """The UDP echo, dropping, duplicating, corrupting and delaying datagrams as asked."""
+
+    def __init__(self, policy: Any, *, plan: FaultPlan) -> None:
+        super().__init__(policy)
+        self._faults = plan.config
+        self._rng = plan.datagrams()
+        self.fault_dropped = 0
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        faults, rng = self._faults, self._rng
+        if faults.drop and rng.random() < faults.drop:
+            self.fault_dropped += 1
+            return
+        if faults.corrupt and data and rng.random() < faults.corrupt:
+            at = rng.randrange(len(data))
+            data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+        copies = 2 if faults.duplicate and rng.random() < faults.duplicate else 1
+        delay = faults.delay + (rng.uniform(0.0, faults.jitter) if faults.jitter else 0.0)
+        echo: Callable[[bytes, Any], None] = super().datagram_received
+        for _ in range(copies):
+            if delay:
+                asyncio.get_running_loop().call_later(delay, echo, data, addr)
+            else:
+                echo(data, addr)
