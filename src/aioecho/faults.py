@@ -29,7 +29,14 @@ from .registry import Connections
 from .server import EchoServerProtocol
 from .udp import EchoDatagramProtocol
 
-__all__ = ["FaultPlan", "FaultyDatagramProtocol", "FaultyEchoProtocol"]
+__all__ = [
+    "FaultPlan",
+    "FaultyDatagramProtocol",
+    "FaultyEchoProtocol",
+    "Shaper",
+    "pause_for",
+    "reset",
+]
 
 _log = logging.getLogger("aioecho.server")
 
@@ -53,40 +60,36 @@ class FaultPlan:
         return random.Random(self._random.getrandbits(64))
 
 
-class FaultyEchoProtocol(EchoServerProtocol):
-    """The echo server protocol, misbehaving as the plan says."""
+class Shaper:
+    """Writes to a transport as the faults say: each chunk held until it is due (delay, jitter,
+    order kept), cut into slices, metered (bandwidth), and the stream cut off after so many
+    bytes (reset, close or stall). `pause(reason, flag)` is told when the source should stop
+    reading (the queue is over max_buffer, or a stall); `eof_sent()` once our EOF has gone."""
 
     def __init__(
         self,
-        *,
-        plan: FaultPlan,
-        max_buffer: int = DEFAULT_MAX_BUFFER,
-        connections: Connections | None = None,
+        transport: asyncio.Transport,
+        faults: FaultConfig,
+        rng: random.Random,
+        max_buffer: int,
+        pause: Callable[[str, bool], None],
+        eof_sent: Callable[[], None],
     ) -> None:
-        super().__init__(max_buffer=max_buffer, connections=connections)
-        self._plan = plan
-        self._faults = plan.config
-        self._rng: random.Random | None = None  # None: this connection is spared
+        self.transport = transport
+        self._faults = faults
+        self._rng = rng
+        self._max_buffer = max_buffer
+        self._pause = pause
+        self._eof_sent = eof_sent
+        self._loop = asyncio.get_running_loop()
         self._queue: deque[tuple[float, bytes]] = deque()  # (when due, bytes), in order
-        self._queued_bytes = 0
+        self.queued_bytes = 0
         self._last_due = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        self._accepted = 0  # bytes taken for echo (the cut-off faults count these)
-        self._echoed = 0
+        self._accepted = 0  # bytes taken for writing (the cut-offs count these)
+        self._written = 0
+        self.discarded = 0  # bytes past a cut-off, never written
         self._cut: tuple[str, int] | None = None  # ("reset" | "close" | "stall", after bytes)
-        self._eof = False  # the peer's EOF, to answer once the queue is sent
-        self._paused_for: set[str] = set()  # why reading is paused: transport, queue, stall
-        self._tokens = 0.0
-        self._refilled = 0.0
-        self._loop: asyncio.AbstractEventLoop
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        if not self._admitted:
-            return
-        self._loop = asyncio.get_running_loop()
-        self._rng = self._plan.connection()
-        faults = self._faults
         for kind, after in (
             ("reset", faults.reset_after),
             ("close", faults.close_after),
@@ -94,19 +97,16 @@ class FaultyEchoProtocol(EchoServerProtocol):
         ):
             if after is not None:
                 self._cut = (kind, after)
-        self._refilled = self._loop.time()
+        self._eof = False
         self._tokens = faults.bandwidth * BURST
+        self._refilled = self._loop.time()
 
-    def data_received(self, data: bytes) -> None:
-        if self._rng is None:
-            super().data_received(data)
-            return
-        self.bytes_in += len(data)
+    def write(self, data: bytes) -> None:
         if self._cut is not None:
-            room = self._cut[1] - self._accepted
-            if len(data) > room:  # past the cut-off: not echoed, and not counted as sent
-                self.unsent_at_close += len(data) - max(room, 0)
-                data = data[: max(room, 0)]
+            room = max(0, self._cut[1] - self._accepted)
+            if len(data) > room:  # past the cut-off: never written
+                self.discarded += len(data) - room
+                data = data[:room]
         if not data:
             return
         self._accepted += len(data)
@@ -120,37 +120,19 @@ class FaultyEchoProtocol(EchoServerProtocol):
             self._queue.append((due, data[start : start + step]))
             self._last_due = due
             due += faults.slice_delay
-        self._queued_bytes += len(data)
-        self._pause_if_full()
+        self.queued_bytes += len(data)
+        self._pause("queue", self.queued_bytes > self._max_buffer)
         self._schedule()
 
-    def eof_received(self) -> bool:
-        if self._rng is None:
-            return super().eof_received()
+    def write_eof(self) -> None:
+        """Send EOF once everything queued has gone (and --slow-close has passed)."""
         self._eof = True
         self._schedule()
-        # half-open until the queued echo and our EOF have gone (TLS closes after EOF anyway)
-        return self.transport.can_write_eof()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel()
-        super().connection_lost(exc)
-
-    def abort(self, reason: str) -> None:
-        self._cancel()
-        self.unsent_at_close += self._queued_bytes
-        super().abort(reason)
-
-    def queued(self) -> int:
-        return super().queued() + self._queued_bytes
-
-    def pause_writing(self) -> None:
-        self._pause_reading("transport", True)
-
-    def resume_writing(self) -> None:
-        self._pause_reading("transport", False)
-
-    # The queue and its timer
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _schedule(self) -> None:
         if self._timer is not None or self.transport.is_closing():
@@ -184,15 +166,18 @@ class FaultyEchoProtocol(EchoServerProtocol):
                 self._tokens -= len(chunk)
             else:
                 self._queue.popleft()
-            self._queued_bytes -= len(chunk)
+            self.queued_bytes -= len(chunk)
             self.transport.write(chunk)
-            self._echoed += len(chunk)
-            if self._cut is not None and self._echoed >= self._cut[1]:
+            self._written += len(chunk)
+            if self._cut is not None and self._written >= self._cut[1]:
                 self._cut_off(self._cut[0])
                 return
-        self._pause_if_full()
+        self._pause("queue", self.queued_bytes > self._max_buffer)
         if not self._queue and self._eof and now >= self._last_due + self._faults.slow_close:
-            self._answer_eof()
+            self._eof = False
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self._eof_sent()
             return
         self._schedule()
 
@@ -203,48 +188,105 @@ class FaultyEchoProtocol(EchoServerProtocol):
             return 0.0
         return self._refilled + (1 - self._tokens) / bandwidth
 
-    def _answer_eof(self) -> None:
-        """The peer has finished and its echo is sent: our EOF, and the end of the connection
-        (eof_received kept the transport open, so it is ours to close)."""
-        self._eof = False
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-        self.transport.close()
-
     def _cut_off(self, kind: str) -> None:
         self._queue.clear()
-        self._queued_bytes = 0
+        self.queued_bytes = 0
         if kind == "reset":
-            _reset(self.transport)
+            reset(self.transport)
         elif kind == "close":
             self.transport.close()
-        else:  # stall: read nothing more, echo nothing more, hold the connection open
-            self._pause_reading("stall", True)
+        else:  # stall: nothing more is read or written; the connection stays open, silent
+            self._pause("stall", True)
 
-    def _pause_if_full(self) -> None:
-        self._pause_reading("queue", self._queued_bytes > self._max_buffer)
+
+class FaultyEchoProtocol(EchoServerProtocol):
+    """The echo server protocol, misbehaving as the plan says."""
+
+    def __init__(
+        self,
+        *,
+        plan: FaultPlan,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+        connections: Connections | None = None,
+    ) -> None:
+        super().__init__(max_buffer=max_buffer, connections=connections)
+        self._plan = plan
+        self._shaper: Shaper | None = None  # None: this connection is spared
+        self._paused_for: set[str] = set()  # why reading is paused: transport, queue, stall
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if not self._admitted:
+            return
+        rng = self._plan.connection()
+        if rng is not None:
+            self._shaper = Shaper(
+                self.transport,
+                self._plan.config,
+                rng,
+                self._max_buffer,
+                self._pause_reading,
+                self.transport.close,  # eof_received kept the transport open: ours to close
+            )
+
+    def data_received(self, data: bytes) -> None:
+        if self._shaper is None:
+            super().data_received(data)
+            return
+        self.bytes_in += len(data)
+        discarded = self._shaper.discarded
+        self._shaper.write(data)
+        self.unsent_at_close += self._shaper.discarded - discarded  # not counted as sent
+
+    def eof_received(self) -> bool:
+        if self._shaper is None:
+            return super().eof_received()
+        self._shaper.write_eof()
+        # half-open until the queued echo and our EOF have gone (TLS closes after EOF anyway)
+        return self.transport.can_write_eof()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._shaper is not None:
+            self._shaper.cancel()
+        super().connection_lost(exc)
+
+    def abort(self, reason: str) -> None:
+        if self._shaper is not None:
+            self._shaper.cancel()
+            self.unsent_at_close += self._shaper.queued_bytes
+        super().abort(reason)
+
+    def queued(self) -> int:
+        queued = super().queued()
+        return queued + self._shaper.queued_bytes if self._shaper is not None else queued
+
+    def pause_writing(self) -> None:
+        self._pause_reading("transport", True)
+
+    def resume_writing(self) -> None:
+        self._pause_reading("transport", False)
 
     def _pause_reading(self, reason: str, paused: bool) -> None:
         """Reading is paused while any reason holds: the transport's buffer, the queue, a stall."""
-        before = bool(self._paused_for)
-        if paused:
-            self._paused_for.add(reason)
-        else:
-            self._paused_for.discard(reason)
-        if self.transport.is_closing() or before == bool(self._paused_for):
-            return
-        if self._paused_for:
-            self.transport.pause_reading()
-        else:
-            self.transport.resume_reading()
-
-    def _cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        pause_for(self.transport, self._paused_for, reason, paused)
 
 
-def _reset(transport: asyncio.Transport) -> None:
+def pause_for(transport: asyncio.Transport, reasons: set[str], reason: str, paused: bool) -> None:
+    """Pause reading from transport while any of reasons holds; resume when none does."""
+    before = bool(reasons)
+    if paused:
+        reasons.add(reason)
+    else:
+        reasons.discard(reason)
+    if transport.is_closing() or before == bool(reasons):
+        return
+    if reasons:
+        transport.pause_reading()
+    else:
+        transport.resume_reading()
+
+
+def reset(transport: asyncio.Transport) -> None:
     """Close with RST: SO_LINGER on, with a timeout of 0, then close."""
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family != socket.AF_UNIX:
