@@ -33,10 +33,10 @@ def aioecho_command(*args: str) -> list[str]:
 class ServerProcess:
     """`aioecho server` in a subprocess; start() returns once it prints its listening lines."""
 
-    def __init__(self, *args: str, preexec_fn: object = None) -> None:
+    def __init__(self, *args: str, preexec_fn: object = None, program: str = "server") -> None:
         self.args = args
         self.proc = subprocess.Popen(
-            aioecho_command("server", *args),
+            aioecho_command(program, *args),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -14,6 +14,7 @@ from . import __version__, loops
 from .commands.bench import run_bench_command, run_bench_share
 from .commands.client import SEED_MESSAGES, run_client
 from .commands.ping import run_ping
+from .commands.proxy import run_proxy
 from .commands.server import run_server
 from .config import (
     DEFAULT_HOST,
@@ -23,6 +24,7 @@ from .config import (
     ClientConfig,
     FaultConfig,
     PingConfig,
+    ProxyConfig,
     ServerConfig,
     format_size,
     parse_count,
@@ -33,6 +35,7 @@ from .config import (
     parse_rate,
     parse_seconds,
     parse_size,
+    parse_target,
 )
 from .errors import AioechoError, ConfigError, ExitStatus
 from .logs import configure
@@ -44,6 +47,7 @@ _SERVER = ServerConfig()  # the defaults: config.py is their one home
 _CLIENT = ClientConfig()
 _BENCH = BenchConfig()
 _PING = PingConfig()
+_PROXY = ProxyConfig(upstream_port=1)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -221,6 +225,121 @@ def _trace_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+PROXY_EXAMPLES = """\
+examples:
+  aioecho proxy --to 127.0.0.1:6379 --port 7000                  # a plain relay to redis
+  aioecho proxy --to 127.0.0.1:6379 --port 7000 --reset-after 100
+  aioecho proxy --to db.example:5432 --port 6432 --delay 50ms --jitter 10ms
+  aioecho proxy --to 127.0.0.1:8080 --bandwidth 64KiB --faults-upstream
+"""
+
+
+def proxy_config(args: argparse.Namespace) -> ProxyConfig:
+    host, port = args.to
+    return ProxyConfig(
+        listen=server_config(args),
+        upstream_host=host,
+        upstream_port=port,
+        faults_upstream=args.faults_upstream,
+        connect_timeout=args.connect_timeout,
+    )
+
+
+def _listen_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how a server (or the proxy) listens, and what it allows its peers."""
+    parser.add_argument(
+        "--host",
+        action="append",
+        dest="hosts",
+        metavar="HOST",
+        help=f"address or name to listen on, repeatable; a name binds all its addresses "
+        f"(default {DEFAULT_HOST})",
+    )
+    _common(parser)
+    _trace_option(parser)
+    parser.add_argument(
+        "--drain-timeout",
+        type=_checked(parse_seconds),
+        default=_SERVER.drain_timeout,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, time open connections get to finish (default %(default)s)",
+    )
+    parser.add_argument(
+        "--unix", metavar="PATH", help="listen on a Unix socket instead of host and port"
+    )
+    parser.add_argument(
+        "--unix-mode",
+        type=_checked(parse_mode),
+        default=format(_SERVER.unix_mode, "03o"),  # a string: argparse parses it
+        metavar="MODE",
+        help="permissions of the Unix socket, in chmod's octal form "
+        "(default %(default)s: owner only)",
+    )
+    parser.add_argument("--tcp", action="store_true", help="serve TCP (the default without --udp)")
+    parser.add_argument("--udp", action="store_true", help="serve UDP (RFC 862); with --tcp, both")
+    parser.add_argument(
+        "--udp-rate",
+        type=_checked(parse_rate),
+        default=_SERVER.udp_rate,
+        metavar="N",
+        help="UDP datagrams echoed per second per source address, burst N (default %(default)g)",
+    )
+    parser.add_argument("--tls-cert", metavar="CERT", help="PEM certificate chain: serve TLS")
+    parser.add_argument("--tls-key", metavar="KEY", help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--tls-handshake-timeout",
+        type=_checked(parse_seconds),
+        default=_SERVER.tls_handshake_timeout,
+        metavar="SECONDS",
+        help="time a peer gets to finish the TLS handshake; it counts as a connection meanwhile "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_checked(parse_count),
+        default=_SERVER.max_connections,
+        metavar="N",
+        help="open connections at most; more are accepted and closed at once (default %(default)s)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=_checked(parse_seconds),
+        default=_SERVER.idle_timeout,
+        metavar="SECONDS",
+        help="close a connection with nothing sent or received for this long; 0 never "
+        "(default %(default)g)",
+    )
+    parser.add_argument(
+        "--backlog",
+        type=_checked(parse_count),
+        default=_SERVER.backlog,
+        metavar="N",
+        help="queue of connections waiting to be accepted (default %(default)s)",
+    )
+    parser.add_argument(
+        "--stats-interval",
+        type=_checked(parse_seconds),
+        default=_SERVER.stats_interval,
+        metavar="SECONDS",
+        help="log the statistics every SECONDS; they are logged at shutdown and on SIGUSR1 too",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_checked(lambda text: parse_count(text, minimum=0)),
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port, supervised and restarted; 0: one per CPU "
+        "(default %(default)s: no supervisor)",
+    )
+    parser.add_argument(
+        "--max-buffer",
+        type=_checked(parse_size),
+        default=format_size(DEFAULT_MAX_BUFFER),  # a string: argparse parses it
+        metavar="BYTES",
+        help="pending echo per connection before reading from it pauses (default %(default)s)",
+    )
+
+
 def build_parser() -> _Parser:
     parser = _Parser(
         prog="aioecho", description="An asyncio echo server and client (asyncio.Protocol)."
@@ -235,99 +354,34 @@ def build_parser() -> _Parser:
         epilog=SERVER_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    server.add_argument(
-        "--host",
-        action="append",
-        dest="hosts",
-        metavar="HOST",
-        help=f"address or name to listen on, repeatable; a name binds all its addresses "
-        f"(default {DEFAULT_HOST})",
-    )
-    _common(server)
-    _trace_option(server)
-    server.add_argument(
-        "--drain-timeout",
-        type=_checked(parse_seconds),
-        default=_SERVER.drain_timeout,
-        metavar="SECONDS",
-        help="on SIGINT/SIGTERM, time open connections get to finish (default %(default)s)",
-    )
-    server.add_argument(
-        "--unix", metavar="PATH", help="listen on a Unix socket instead of host and port"
-    )
-    server.add_argument(
-        "--unix-mode",
-        type=_checked(parse_mode),
-        default=format(_SERVER.unix_mode, "03o"),  # a string: argparse parses it
-        metavar="MODE",
-        help="permissions of the Unix socket, in chmod's octal form "
-        "(default %(default)s: owner only)",
-    )
-    server.add_argument("--tcp", action="store_true", help="serve TCP (the default without --udp)")
-    server.add_argument("--udp", action="store_true", help="serve UDP (RFC 862); with --tcp, both")
-    server.add_argument(
-        "--udp-rate",
-        type=_checked(parse_rate),
-        default=_SERVER.udp_rate,
-        metavar="N",
-        help="UDP datagrams echoed per second per source address, burst N (default %(default)g)",
-    )
-    server.add_argument("--tls-cert", metavar="CERT", help="PEM certificate chain: serve TLS")
-    server.add_argument("--tls-key", metavar="KEY", help="PEM private key of --tls-cert")
-    server.add_argument(
-        "--tls-handshake-timeout",
-        type=_checked(parse_seconds),
-        default=_SERVER.tls_handshake_timeout,
-        metavar="SECONDS",
-        help="time a peer gets to finish the TLS handshake; it counts as a connection meanwhile "
-        "(default %(default)s)",
-    )
-    server.add_argument(
-        "--max-connections",
-        type=_checked(parse_count),
-        default=_SERVER.max_connections,
-        metavar="N",
-        help="open connections at most; more are accepted and closed at once (default %(default)s)",
-    )
-    server.add_argument(
-        "--idle-timeout",
-        type=_checked(parse_seconds),
-        default=_SERVER.idle_timeout,
-        metavar="SECONDS",
-        help="close a connection with nothing sent or received for this long; 0 never "
-        "(default %(default)g)",
-    )
-    server.add_argument(
-        "--backlog",
-        type=_checked(parse_count),
-        default=_SERVER.backlog,
-        metavar="N",
-        help="queue of connections waiting to be accepted (default %(default)s)",
-    )
-    server.add_argument(
-        "--stats-interval",
-        type=_checked(parse_seconds),
-        default=_SERVER.stats_interval,
-        metavar="SECONDS",
-        help="log the statistics every SECONDS; they are logged at shutdown and on SIGUSR1 too",
-    )
-    server.add_argument(
-        "--workers",
-        type=_checked(lambda text: parse_count(text, minimum=0)),
-        default=1,
-        metavar="N",
-        help="worker processes sharing the port, supervised and restarted; 0: one per CPU "
-        "(default %(default)s: no supervisor)",
-    )
-    server.add_argument(
-        "--max-buffer",
-        type=_checked(parse_size),
-        default=format_size(DEFAULT_MAX_BUFFER),  # a string: argparse parses it
-        metavar="BYTES",
-        help="pending echo per connection before reading from it pauses (default %(default)s)",
-    )
-
+    _listen_options(server)
     _fault_options(server)
+
+    proxy = commands.add_parser(
+        "proxy",
+        help="forward connections to a TCP service, with faults on demand",
+        description="Listen as the server does and forward each connection to --to, both "
+        "ways, with the fault options applied to what comes back.",
+        epilog=PROXY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    proxy.add_argument(
+        "--to", required=True, type=_checked(parse_target), metavar="HOST:PORT", help="upstream"
+    )
+    proxy.add_argument(
+        "--faults-upstream",
+        action="store_true",
+        help="apply the faults to what the client sends as well",
+    )
+    proxy.add_argument(
+        "--connect-timeout",
+        type=_checked(parse_seconds),
+        default=_PROXY.connect_timeout,
+        metavar="SECONDS",
+        help="time to reach the upstream (default %(default)s)",
+    )
+    _listen_options(proxy)
+    _fault_options(proxy)
 
     client = commands.add_parser(
         "client",
@@ -641,7 +695,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         usage.error("--udp: an empty message cannot be sent as a datagram")
     try:
         role = WorkerRole.take()
-        tag = f"worker{role.number}" if role is not None and args.command == "server" else None
+        serving = args.command in ("server", "proxy")
+        tag = f"worker{role.number}" if role is not None and serving else None
         configure(
             1 if args.verbose else -1 if args.quiet else 0,
             tag=tag,
@@ -666,6 +721,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ),
                     loop_name,
                 )
+        elif args.command == "proxy":
+            relay = proxy_config(args)
+            workers = worker_count(args.workers)
+            if role is None and workers > 1:
+                loops.run(supervise(relay.listen, workers, raw), loop_name)
+            else:
+                loops.run(run_proxy(relay, role), loop_name)
         elif args.command == "ping":
             loops.run(run_ping(ping_config(args)), loop_name)
         else:

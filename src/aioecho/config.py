@@ -21,6 +21,7 @@ __all__ = [
     "ClientConfig",
     "FaultConfig",
     "PingConfig",
+    "ProxyConfig",
     "ServerConfig",
     "format_size",
     "parse_count",
@@ -31,6 +32,7 @@ __all__ = [
     "parse_rate",
     "parse_seconds",
     "parse_size",
+    "parse_target",
 ]
 
 DEFAULT_HOST: Final = "localhost"
@@ -476,3 +478,31 @@ class PingConfig:
             raise ConfigError("output must be text, json or csv")
         if not 0 <= self.max_loss <= 100:
             raise ConfigError("--max-loss must be 0 to 100 (percent)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProxyConfig:
+    """`aioecho proxy`: listen as a server does, forward each connection upstream."""
+
+    listen: ServerConfig = ServerConfig()  # where and how to listen; its faults apply
+    upstream_host: str = "127.0.0.1"
+    upstream_port: int = 0
+    faults_upstream: bool = False  # apply the faults to the client's data as well
+    connect_timeout: float = 10.0  # seconds to reach the upstream
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.upstream_port <= 65535:
+            raise ConfigError("--to needs HOST:PORT with a port from 1 to 65535")
+        if self.listen.udp:
+            raise ConfigError("the proxy forwards TCP (and TLS, Unix) connections, not UDP")
+        if self.listen.trace:
+            raise ConfigError("--trace is for the echo server, not the proxy")
+
+
+def parse_target(text: str) -> tuple[str, int]:
+    """'HOST:PORT' or '[IPv6]:PORT'."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host:
+        raise ConfigError(f"invalid target {text!r}: use HOST:PORT")
+    return host, parse_port(port)

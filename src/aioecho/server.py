@@ -239,14 +239,19 @@ class Server:
 
 
 async def serve(
-    config: ServerConfig | None = None, *, sockets: Sequence[socket.socket] | None = None
+    config: ServerConfig | None = None,
+    *,
+    sockets: Sequence[socket.socket] | None = None,
+    connection: Callable[[Connections], Callable[[], asyncio.Protocol]] | None = None,
 ) -> Server:
     """Listen as config says (TCP, TLS, UDP, Unix socket) and echo for every peer.
 
     Returns a Server that tells where it listens (one port for every listener, also when port 0
     asks for a free one). Raises ResolveError, ListenError or TLSSetupError if it cannot start.
     sockets: serve these, already bound (a worker process's), instead of opening any; then
-    nothing is announced and no Unix socket file is removed on close.
+    nothing is announced and no Unix socket file is removed on close. connection: makes the
+    protocol factory for stream connections instead of the echo's (the proxy's), given the
+    registry its protocols must join.
     """
     config = config or ServerConfig()
     loop = asyncio.get_running_loop()
@@ -267,7 +272,9 @@ async def serve(
             TracingEchoServerProtocol, max_buffer=config.max_buffer, connections=connections
         )
         datagram_protocol = TracingDatagramProtocol
-    if config.faults.stream or config.faults.datagram:
+    if connection is not None:
+        factory = connection(connections)
+    elif config.faults.stream or config.faults.datagram:
         from .faults import FaultPlan, FaultyDatagramProtocol, FaultyEchoProtocol
 
         plan = FaultPlan(config.faults)

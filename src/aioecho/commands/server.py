@@ -13,6 +13,7 @@ from collections.abc import Callable
 from .. import loops
 from ..config import ServerConfig
 from ..logs import NOTICE, LoopErrorLog
+from ..registry import Connections
 from ..server import FD_RESERVE, Server, serve
 from ..workers import WorkerRole, report_ready, stop_when_orphaned, worker_sockets
 
@@ -36,8 +37,14 @@ def raise_open_file_limit(wanted: int) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-async def run_server(config: ServerConfig, role: WorkerRole | None = None) -> None:
-    """The server until a stop signal; role: set when this process is one of --workers."""
+async def run_server(
+    config: ServerConfig,
+    role: WorkerRole | None = None,
+    *,
+    connection: Callable[[Connections], Callable[[], asyncio.Protocol]] | None = None,
+) -> None:
+    """The server until a stop signal; role: set when this process is one of --workers.
+    connection: another protocol than the echo's for stream connections (serve())."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrorLog())
     _main_log.info("using %s", loops.describe(loop))
@@ -56,11 +63,12 @@ async def run_server(config: ServerConfig, role: WorkerRole | None = None) -> No
     raise_open_file_limit(config.max_connections + FD_RESERVE)
     watcher = None
     if role is not None:
-        server = await serve(config, sockets=await worker_sockets(config, role))
+        sockets = await worker_sockets(config, role)
+        server = await serve(config, sockets=sockets, connection=connection)
         report_ready(role)
         watcher = asyncio.ensure_future(stop_when_orphaned(stop, role))
     else:
-        server = await serve(config)
+        server = await serve(config, connection=connection)
     ticker = asyncio.ensure_future(_every(config.stats_interval, log_stats))
     await stop.wait()
     ticker.cancel()
