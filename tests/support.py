@@ -243,3 +243,19 @@ def wait_until(condition: Callable[[], bool], what: str = "the condition") -> No
     while not condition():
         assert time.monotonic() < deadline, f"{what} never held"
         time.sleep(0.02)
+
+
+def flood_without_reading(port: int, most: int = 256 << 20) -> int:
+    """Send up to `most` bytes on a connection that never reads its echo, until the peer has
+    taken nothing for a second; return how many bytes it took."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=1.0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sent = 0
+    try:
+        while sent < most:
+            sent += sock.send(b"x" * (1 << 20))
+    except TimeoutError:
+        pass  # the peer stopped reading
+    finally:
+        sock.close()
+    return sent

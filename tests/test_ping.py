@@ -413,3 +413,27 @@ def test_a_stalled_stream_times_out_and_the_next_probe_reconnects() -> None:
         lines = result.stdout.decode().splitlines()
         assert lines[1:4] == ["seq=1 timeout", "seq=2 timeout", "seq=3 timeout"]
         assert error_line(result) == "aioecho: error: no answer to any of 3 probes"
+
+
+def test_a_reader_that_goes_away_ends_ping_in_one_line() -> None:
+    """`aioecho ping | head -1`: exit 1 with one line, no traceback, at the first write after."""
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        proc = subprocess.Popen(
+            aioecho_command(
+                "ping", "--host", "127.0.0.1", "--port", str(server.port), "-i", "0.02"
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline().startswith(b"PING ")
+        proc.stdout.close()  # as head does once it has its line
+        try:
+            assert proc.wait(WAIT) == 1
+        finally:
+            proc.kill()
+        lines = proc.stderr.read().decode().splitlines()
+        proc.stderr.close()
+        assert lines == ["aioecho: error: cannot write to standard output: broken pipe"]
+        assert server.stop() == 0

@@ -16,6 +16,7 @@ from support import (
     WAIT,
     ServerProcess,
     error_line,
+    flood_without_reading,
     pattern_bytes,
     raw_listener,
     require_tool,
@@ -122,24 +123,15 @@ def test_an_upstream_that_resets_resets_the_client() -> None:
             assert relay.stop() == 0
 
 
-def test_a_client_that_does_not_read_slows_the_upstream_down() -> None:
+def test_a_client_that_does_not_read_slows_the_upstream_down(loop_name: str) -> None:
     with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as echo:
         echo.start()
-        with start_proxy(
-            echo.port, "-q", "--max-buffer", "64KiB", "--drain-timeout", "0.2"
-        ) as relay:
+        args = ("-q", "--max-buffer", "64KiB", "--drain-timeout", "0.2", "--loop", loop_name)
+        with start_proxy(echo.port, *args) as relay:
             relay.start()
             before = relay.rss_kib()
-            sock = socket.create_connection(("127.0.0.1", relay.port), timeout=1.0)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-            sent = 0
-            try:
-                while sent < 256 << 20:
-                    sent += sock.send(b"x" * (1 << 20))
-            except TimeoutError:
-                pass  # the proxy stopped reading, because the echo could not be delivered
+            sent = flood_without_reading(relay.port)  # the proxy stops reading: echo undelivered
             grew = relay.rss_kib() - before
-            sock.close()
             assert sent < 64 << 20, (sent, grew, relay.lines, echo.lines)
             assert grew < 32 * 1024, grew
             assert relay.stop() == 0

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from .config import DEFAULT_MAX_BUFFER, FaultConfig
+from .ratelimit import UdpPolicy
 from .registry import Connections
 from .server import EchoServerProtocol
 from .udp import EchoDatagramProtocol
@@ -297,7 +298,7 @@ def reset(transport: asyncio.Transport) -> None:
 class FaultyDatagramProtocol(EchoDatagramProtocol):
     """The UDP echo, dropping, duplicating, corrupting and delaying datagrams as asked."""
 
-    def __init__(self, policy: Any, *, plan: FaultPlan) -> None:
+    def __init__(self, policy: UdpPolicy, *, plan: FaultPlan) -> None:
         super().__init__(policy)
         self._faults = plan.config
         self._rng = plan.datagrams()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Final, cast
 
 from .addresses import host_port, peer_name
@@ -29,26 +30,20 @@ _log = logging.getLogger("aioecho.proxy")
 CONNECT_TIMEOUT: Final = 10.0  # seconds to reach the upstream
 
 
+@dataclass(frozen=True)
 class Upstream:
     """Where the proxy forwards to, and how."""
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        plan: FaultPlan | None = None,
-        faults_upstream: bool = False,
-        max_buffer: int = DEFAULT_MAX_BUFFER,
-        connect_timeout: float = CONNECT_TIMEOUT,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.plan = plan
-        self.faults_upstream = faults_upstream
-        self.max_buffer = max_buffer
-        self.connect_timeout = connect_timeout
-        self.where = host_port(host, port)
+    host: str
+    port: int
+    plan: FaultPlan | None = None  # the faults, if any
+    faults_upstream: bool = False  # on what the client sends too
+    max_buffer: int = DEFAULT_MAX_BUFFER  # per direction, before reading the other side pauses
+    connect_timeout: float = CONNECT_TIMEOUT
+
+    @property
+    def where(self) -> str:
+        return host_port(self.host, self.port)
 
 
 class _Side:

@@ -19,6 +19,7 @@ from ..errors import BenchError
 from ..logs import LoopErrorLog
 from ..tls import warn_if_insecure
 from ..workers import WorkerRole
+from . import writing_stdout
 
 __all__ = ["run_bench_command", "run_bench_share"]
 
@@ -58,7 +59,8 @@ async def run_bench_command(
         if server is not None:
             server.terminate()
             await server.wait()
-    print(result.to_json() if as_json else result.table())
+    with writing_stdout():
+        print(result.to_json() if as_json else result.table(), flush=True)
     failure = result.failure()
     if failure is not None:
         raise BenchError(failure)

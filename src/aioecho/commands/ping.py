@@ -19,6 +19,7 @@ from ..logs import LoopErrorLog
 from ..pingstats import PingSummary, ProbeResult
 from ..probing import ping
 from ..tls import warn_if_insecure
+from . import writing_stdout
 
 __all__ = ["PingFailed", "run_ping"]
 
@@ -29,10 +30,15 @@ class PingFailed(AioechoError):
     """Too many probes lost, a wrong answer, or no answer at all."""
 
 
-async def run_ping(config: PingConfig, out: TextIO | None = None) -> PingSummary:
-    """Ping until config.count probes have ended, or SIGINT/SIGTERM; print as config.output
-    says. Returns the summary; raises PingFailed after printing it when the run fails."""
-    out = out or sys.stdout
+async def run_ping(config: PingConfig) -> PingSummary:
+    """Ping until config.count probes have ended, or SIGINT/SIGTERM; print on stdout as
+    config.output says. Returns the summary; raises PingFailed after printing it when the run
+    fails."""
+    with writing_stdout():
+        return await _ping(config, sys.stdout)
+
+
+async def _ping(config: PingConfig, out: TextIO) -> PingSummary:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrorLog())
     warn_if_insecure(config.target)
