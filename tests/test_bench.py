@@ -306,7 +306,7 @@ def test_open_loop_counts_what_the_in_flight_cap_keeps_back() -> None:
             self.inflight.append((scheduled, measured))
 
     async def scenario() -> tuple[int, int]:
-        run = _Run(BenchConfig(rate=1000, duration=1), 2)
+        run = _Run(BenchConfig(rate=1000, duration=1, connections=2))
         run.inflight_cap = 2
         run.measuring = True
         run.window_start = 0

@@ -381,6 +381,11 @@ def wait_listening(port: int) -> None:
             "--new-connection does not go with --udp (UDP has no connection)",
         ),
         (["--interval", "0"], "--interval must be 0.001 to 3600 seconds"),
+        (
+            ["--size", "16MiB", "--interval", "0.01"],
+            "--size x (--timeout / --interval) is 3355443200 bytes of probes in flight: "
+            "at most 256MiB",
+        ),
     ],
 )
 def test_usage_errors(args: list[str], line: str) -> None:

@@ -49,7 +49,7 @@ class _Run:
     answered is an error (timeout, reset, closed by the server, or not sent), not a silent gap.
     """
 
-    def __init__(self, config: BenchConfig, connections: int) -> None:
+    def __init__(self, config: BenchConfig) -> None:
         self.config = config
         self.size = config.size
         self.closed_loop = config.closed_loop
@@ -67,7 +67,7 @@ class _Run:
         self.closed = 0  # requests in flight on a connection the server closed
         self.closed_connections = 0
         self.unsent = 0  # measured requests not sent: connection gone, or the in-flight cap
-        self.alive = connections
+        self.alive = config.connections  # connections not yet given up
         self.inflight_cap = _inflight_cap(config)
         self._seq = 0
         self._body = random.Random(config.size).randbytes(max(0, config.size - 8))
@@ -301,9 +301,10 @@ class BenchResult:
         if self.closed_connections:
             text += f" (the server closed {self.closed_connections} connections)"
         if self.unsent:
+            cap = _inflight_cap(self.config)
             text += (
                 "; requests were not sent when their connection was gone or the generator fell "
-                "behind (at most ~" + str(_inflight_cap(self.config)) + " in flight per connection)"
+                f"behind (at most ~{cap} in flight per connection)"
             )
         return text
 
@@ -329,7 +330,7 @@ class BenchResult:
 
 async def run_bench(config: BenchConfig, progress: TextIO | None = None) -> BenchResult:
     """One process's share of the load. progress: a terminal to draw a live line on."""
-    run = _Run(config, config.connections)
+    run = _Run(config)
     factory: Callable[[], BenchProtocol] = functools.partial(BenchProtocol, run)
     conns = [(await connect(factory, config.target))[1] for _ in range(config.connections)]
     loop = asyncio.get_running_loop()

@@ -447,6 +447,7 @@ MIN_PING_INTERVAL: Final = 0.001  # seconds
 MAX_PING_SIZE: Final = 16 * 1024**2  # stream; UDP: MAX_UDP_PAYLOAD
 MAX_UDP_PAYLOAD: Final = 65507  # 65535 less the IPv4 and UDP headers
 PING_HEADER: Final = 16  # a probe's sequence number and send time
+MAX_PING_IN_FLIGHT: Final = 256 * 1024**2  # bytes of probes awaiting their answer, at most
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -472,6 +473,12 @@ class PingConfig:
         if not PING_HEADER <= self.size <= most:
             shown = str(most) if self.target.udp else format_size(most)
             raise ConfigError(f"--size must be {PING_HEADER} to {shown} bytes")
+        in_flight = self.size * max(1.0, self.target.timeout / self.interval)
+        if in_flight > MAX_PING_IN_FLIGHT:
+            raise ConfigError(
+                f"--size x (--timeout / --interval) is {in_flight:.0f} bytes of probes in "
+                f"flight: at most {format_size(MAX_PING_IN_FLIGHT)}"
+            )
         if self.new_connection and self.target.udp:
             raise ConfigError("--new-connection does not go with --udp (UDP has no connection)")
         if self.output not in ("text", "json", "csv"):

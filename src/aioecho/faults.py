@@ -83,7 +83,7 @@ class Shaper:
         self._pause = pause
         self._eof_sent = eof_sent
         self._loop = asyncio.get_running_loop()
-        self._queue: deque[tuple[float, bytes]] = deque()  # (when due, bytes), in order
+        self._queue: deque[tuple[float, memoryview]] = deque()  # (when due, bytes), in order
         self.queued_bytes = 0
         self._last_due = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -99,6 +99,7 @@ class Shaper:
             if after is not None:
                 self._cut = (kind, after)
         self._eof = False
+        self._eof_at = 0.0  # loop time of the EOF we are to answer
         self._tokens = faults.bandwidth * BURST
         self._refilled = self._loop.time()
 
@@ -115,19 +116,18 @@ class Shaper:
         due = self._loop.time() + faults.delay
         if faults.jitter:
             due += self._rng.uniform(0.0, faults.jitter)
-        due = max(due, self._last_due)
-        step = faults.slice or len(data)
-        for start in range(0, len(data), step):
-            self._queue.append((due, data[start : start + step]))
-            self._last_due = due
-            due += faults.slice_delay
+        self._last_due = due = max(due, self._last_due)
+        # a view: slices and metered parts are cut from it as they go out, without copying the
+        # rest each time (the bytes underneath are never changed, so a view is safe to keep)
+        self._queue.append((due, memoryview(data)))
         self.queued_bytes += len(data)
         self._pause("queue", self.queued_bytes > self._max_buffer)
         self._schedule()
 
     def write_eof(self) -> None:
-        """Send EOF once everything queued has gone (and --slow-close has passed)."""
+        """Send EOF once everything queued has gone and --slow-close has passed since now."""
         self._eof = True
+        self._eof_at = self._loop.time()
         self._schedule()
 
     def cancel(self) -> None:
@@ -141,7 +141,7 @@ class Shaper:
         if self._queue:
             when = max(self._queue[0][0], self._next_tokens_at())
         elif self._eof:
-            when = self._last_due + self._faults.slow_close
+            when = self._eof_at + self._faults.slow_close
         else:
             return
         self._timer = self._loop.call_at(when, self._send_due)
@@ -153,28 +153,28 @@ class Shaper:
         if bandwidth:
             self._tokens = min(bandwidth * BURST, self._tokens + (now - self._refilled) * bandwidth)
             self._refilled = now
+        faults = self._faults
         while self._queue and self._queue[0][0] <= now:
             due, chunk = self._queue[0]
+            size = min(len(chunk), faults.slice or len(chunk))
             if bandwidth:
-                allowed = int(self._tokens)
-                if allowed <= 0:
+                size = min(size, int(self._tokens))
+                if size <= 0:
                     break
-                if len(chunk) > allowed:
-                    self._queue[0] = (due, chunk[allowed:])
-                    chunk = chunk[:allowed]
-                else:
-                    self._queue.popleft()
-                self._tokens -= len(chunk)
+                self._tokens -= size
+            if size < len(chunk):  # the rest waits: for tokens, or a slice's delay
+                sliced = faults.slice and size == faults.slice
+                self._queue[0] = (now + faults.slice_delay if sliced else due, chunk[size:])
             else:
                 self._queue.popleft()
-            self.queued_bytes -= len(chunk)
-            self.transport.write(chunk)
-            self._written += len(chunk)
+            self.queued_bytes -= size
+            self.transport.write(bytes(chunk[:size]))
+            self._written += size
             if self._cut is not None and self._written >= self._cut[1]:
                 self._cut_off(self._cut[0])
                 return
         self._pause("queue", self.queued_bytes > self._max_buffer)
-        if not self._queue and self._eof and now >= self._last_due + self._faults.slow_close:
+        if not self._queue and self._eof and now >= self._eof_at + faults.slow_close:
             self._eof = False
             if self.transport.can_write_eof():
                 self.transport.write_eof()
