@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from aioecho import loops
 
@@ -259,3 +260,23 @@ def flood_without_reading(port: int, most: int = 256 << 20) -> int:
     finally:
         sock.close()
     return sent
+
+
+def reader_goes_away(
+    args: Sequence[str], first: Callable[[Any], bytes], stdin: Any = subprocess.DEVNULL
+) -> tuple[int | None, list[str], bytes]:
+    """Run the CLI with a reader on its stdout that takes what first(stdout) reads, then goes
+    away as `| head` does; return its exit status, its stderr lines and what was read."""
+    proc = subprocess.Popen(
+        aioecho_command(*args), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        got = first(proc.stdout)
+        proc.stdout.close()
+        status: int | None = proc.wait(WAIT)
+    finally:
+        proc.kill()
+    lines = proc.stderr.read().decode().splitlines()
+    proc.stderr.close()
+    return status, lines, got

@@ -20,6 +20,7 @@ from support import (
     lines_without,
     pattern_bytes,
     raw_listener,
+    reader_goes_away,
     require_tool,
     run_cli,
     sha256,
@@ -332,23 +333,13 @@ def test_client_stream_ends_when_its_reader_goes_away(loop_name: str, tmp_path: 
     with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
         server.start()
         with big.open("rb") as stdin:
-            proc = subprocess.Popen(
-                aioecho_command(
-                    "client", "-q", "--port", str(server.port), "--loop", loop_name, "-"
-                ),
-                stdin=stdin,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+            status, lines, got = reader_goes_away(
+                ["client", "-q", "--port", str(server.port), "--loop", loop_name, "-"],
+                lambda stdout: stdout.read(10),
+                stdin,
             )
-        assert proc.stdout is not None and proc.stderr is not None
-        assert len(proc.stdout.read(10)) == 10
-        proc.stdout.close()  # as head does once it has its bytes
-        try:
-            assert proc.wait(WAIT) == 1
-        finally:
-            proc.kill()
-        lines = proc.stderr.read().decode().splitlines()
-        proc.stderr.close()
+        assert len(got) == 10
+        assert status == 1
         assert lines == ["aioecho: error: cannot write to standard output: broken pipe"]
         assert server.stop() == 0
 

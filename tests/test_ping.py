@@ -22,6 +22,7 @@ from support import (
     aioecho_command,
     error_line,
     in_thread_loop,
+    reader_goes_away,
     require_tool,
     run_cli,
 )
@@ -424,21 +425,11 @@ def test_a_reader_that_goes_away_ends_ping_in_one_line() -> None:
     """`aioecho ping | head -1`: exit 1 with one line, no traceback, at the first write after."""
     with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
         server.start()
-        proc = subprocess.Popen(
-            aioecho_command(
-                "ping", "--host", "127.0.0.1", "--port", str(server.port), "-i", "0.02"
-            ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        status, lines, got = reader_goes_away(
+            ["ping", "--host", "127.0.0.1", "--port", str(server.port), "-i", "0.02"],
+            lambda stdout: stdout.readline(),
         )
-        assert proc.stdout is not None and proc.stderr is not None
-        assert proc.stdout.readline().startswith(b"PING ")
-        proc.stdout.close()  # as head does once it has its line
-        try:
-            assert proc.wait(WAIT) == 1
-        finally:
-            proc.kill()
-        lines = proc.stderr.read().decode().splitlines()
-        proc.stderr.close()
+        assert got.startswith(b"PING ")
+        assert status == 1
         assert lines == ["aioecho: error: cannot write to standard output: broken pipe"]
         assert server.stop() == 0
