@@ -11,8 +11,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
 
 from . import __version__, loops
+from .checkreport import TCP_CASES, UDP_CASES, select_cases
+from .client import SEED_MESSAGES
 from .commands.bench import run_bench_command, run_bench_share
-from .commands.client import SEED_MESSAGES, run_client
+from .commands.check import run_check
+from .commands.client import run_client
 from .commands.ping import run_ping
 from .commands.proxy import run_proxy
 from .commands.server import run_server
@@ -21,6 +24,7 @@ from .config import (
     DEFAULT_MAX_BUFFER,
     DEFAULT_PORT,
     BenchConfig,
+    CheckConfig,
     ClientConfig,
     FaultConfig,
     PingConfig,
@@ -48,6 +52,7 @@ _CLIENT = ClientConfig()
 _BENCH = BenchConfig()
 _PING = PingConfig()
 _PROXY = ProxyConfig(upstream_port=1)
+_CHECK = CheckConfig()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -408,6 +413,7 @@ def build_parser() -> _Parser:
     )
     _bench_parser(commands)
     _ping_parser(commands)
+    _check_parser(commands)
     return parser
 
 
@@ -604,6 +610,107 @@ def _ping_parser(commands: Any) -> None:
     )
 
 
+CHECK_EXAMPLES = (
+    """\
+examples:
+  aioecho check --port 10000                   # every TCP case against a server
+  aioecho check --host lb.example --port 7 --tcp --udp --json report.json
+  aioecho check --port 8443 --tls --cafile ca.pem --skip large backpressure
+  aioecho check --port 10000 --idle-probe 600  # how long does the path keep idle connections?
+  aioecho check --port 10000 --junit check.xml # for CI
+cases, in the order they run:
+"""
+    + "".join(f"  {name:<15} {what}\n" for name, what in {**TCP_CASES, **UDP_CASES}.items())
+    + """\
+verdicts: OK; NON-STRICT works, but not as a strict echo server should (the line says how);
+FAILED bytes lost, changed or reordered, or a hang; SKIPPED does not apply (the line says why).
+exit status: 0 no case FAILED; 1 some case FAILED; 2 usage.
+"""
+)
+
+
+def _case_names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _check_parser(commands: Any) -> None:
+    check = commands.add_parser(
+        "check",
+        help="check an echo server, or a proxy or balancer in front of one, case by case",
+        description="Run conformance cases against an echo endpoint (a server, or the proxy, "
+        "balancer or tunnel in front of one) and report, case by case, what holds.",
+        epilog=CHECK_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _target_options(
+        check,
+        timeout_help="bound on any one wait for the server",
+        timeout_default=_CHECK.target.timeout,
+    )
+    check.add_argument("--tcp", action="store_true", help="the TCP cases (the default)")
+    check.add_argument(
+        "--udp", action="store_true", help="the UDP cases; with --tcp, both (same port)"
+    )
+    for flag, verb in (("--only", "run only"), ("--skip", "do not run")):
+        check.add_argument(
+            flag,
+            nargs="+",
+            action="extend",
+            type=_case_names,
+            default=[],
+            metavar="CASE",
+            help=f"{verb} these cases (names below, space or comma separated)",
+        )
+    check.add_argument(
+        "--json", metavar="FILE", help="write everything measured as JSON (- for stdout)"
+    )
+    check.add_argument("--junit", metavar="FILE", help="write a JUnit XML report (- for stdout)")
+    check.add_argument(
+        "--idle-probe",
+        type=_checked(parse_seconds),
+        metavar="MAX_SECONDS",
+        help="also find how long the path keeps an idle connection (and UDP flow), up to this",
+    )
+    check.add_argument(
+        "--idle",
+        type=_checked(parse_seconds),
+        default=_CHECK.idle,
+        metavar="SECONDS",
+        help="how long the idle case stays silent (default %(default)g)",
+    )
+    check.add_argument(
+        "--large",
+        type=_checked(parse_size),
+        default=format_size(_CHECK.large),
+        metavar="BYTES",
+        help="bytes of the large case (default %(default)s)",
+    )
+    check.add_argument(
+        "--backpressure-cap",
+        type=_checked(parse_size),
+        default=format_size(_CHECK.backpressure_cap),
+        metavar="BYTES",
+        help="unread bytes a server may take before backpressure FAILED (default %(default)s)",
+    )
+
+
+def check_config(args: argparse.Namespace) -> CheckConfig:
+    only = [name for names in args.only for name in names]
+    skip = [name for names in args.skip for name in names]
+    tcp = args.tcp or not args.udp
+    return CheckConfig(
+        target=_target(args),
+        cases=tuple(select_cases(tcp, args.udp, only, skip, args.idle_probe is not None)),
+        udp=args.udp,
+        idle=args.idle,
+        idle_probe=args.idle_probe,
+        large=args.large,
+        backpressure_cap=args.backpressure_cap,
+        json_path=args.json,
+        junit_path=args.junit,
+    )
+
+
 def ping_config(args: argparse.Namespace) -> PingConfig:
     return PingConfig(
         target=_target(args, udp=args.udp),
@@ -730,6 +837,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loops.run(run_proxy(relay, role), loop_name)
         elif args.command == "ping":
             loops.run(run_ping(ping_config(args)), loop_name)
+        elif args.command == "check":
+            loops.run(run_check(check_config(args)), loop_name)
         else:
             messages = [os.fsencode(m) for m in args.messages] or list(SEED_MESSAGES)
             loops.run(run_client(client_config(args), messages, trace=args.trace), loop_name)

@@ -29,6 +29,7 @@ from .logs import ConnectionLog, preview
 from .tls import client_context, describe_tls_error
 
 __all__ = [
+    "SEED_MESSAGES",
     "EchoClientProtocol",
     "connect",
     "describe_mismatch",
@@ -43,6 +44,8 @@ _main_log = logging.getLogger("aioecho.main")
 _T = TypeVar("_T")
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
+# the seed chapter's message, in its three parts
+SEED_MESSAGES: Final = (b"This is the message. ", b"It will be sent ", b"in parts.")
 CHUNK: Final = 256 * 1024  # bytes read from stdin at a time
 WINDOW: Final = 16 * 1024 * 1024  # bytes sent but not yet echoed before sending waits
 OUTPUT_HIGH: Final = 4 * 1024 * 1024  # bytes waiting for stdout before socket reading pauses

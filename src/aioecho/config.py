@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_MAX_BUFFER",
     "DEFAULT_PORT",
     "BenchConfig",
+    "CheckConfig",
     "ClientConfig",
     "FaultConfig",
     "PingConfig",
@@ -504,6 +505,41 @@ class ProxyConfig:
             raise ConfigError("the proxy forwards TCP (and TLS, Unix) connections, not UDP")
         if self.listen.trace:
             raise ConfigError("--trace is for the echo server, not the proxy")
+
+
+# Bounds of `aioecho check`'s sizes and times.
+MAX_CHECK_LARGE: Final = 4 * 1024**3  # bytes of the `large` case
+MAX_CHECK_CAP: Final = 16 * 1024**3  # bytes the `backpressure` case may push unread
+MAX_CHECK_IDLE: Final = 24 * 3600.0  # seconds: `idle` and --idle-probe
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckConfig:
+    """`aioecho check`: which cases run against which target, and their sizes and times."""
+
+    target: ClientConfig = ClientConfig(timeout=5.0)  # timeout: any one wait for the peer
+    cases: tuple[str, ...] = ()  # in the order they run (checkreport.select_cases)
+    udp: bool = False  # the UDP cases (at the target's host and port)
+    idle: float = 10.0  # seconds the `idle` case stays silent
+    idle_probe: float | None = None  # the longest idle period idle-probe tries, in seconds
+    large: int = 64 * 1024**2  # bytes of the `large` case
+    backpressure_cap: int = 256 * 1024**2  # unread bytes a server may take before FAILED
+    json_path: str | None = None  # '-': standard output
+    junit_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.udp and (self.target.tls or self.target.unix is not None):
+            raise ConfigError("--udp does not go with --tls or --unix")
+        if not 0 < self.idle <= MAX_CHECK_IDLE:
+            raise ConfigError(f"--idle must be more than 0 and at most {MAX_CHECK_IDLE:g} seconds")
+        if self.idle_probe is not None and not 1 <= self.idle_probe <= MAX_CHECK_IDLE:
+            raise ConfigError(f"--idle-probe must be 1 to {MAX_CHECK_IDLE:g} seconds")
+        if not 1024 <= self.large <= MAX_CHECK_LARGE:
+            raise ConfigError(f"--large must be 1KiB to {format_size(MAX_CHECK_LARGE)}")
+        if not 1024**2 <= self.backpressure_cap <= MAX_CHECK_CAP:
+            raise ConfigError(f"--backpressure-cap must be 1MiB to {format_size(MAX_CHECK_CAP)}")
+        if self.json_path == "-" and self.junit_path == "-":
+            raise ConfigError("--json - and --junit - cannot both write standard output")
 
 
 def parse_target(text: str) -> tuple[str, int]:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Final
 
 from ..client import (
+    SEED_MESSAGES,
     EchoClientProtocol,
     StreamClientProtocol,
     describe_mismatch,
@@ -25,8 +25,6 @@ from ..udp import echo_datagrams
 __all__ = ["SEED_MESSAGES", "run_client"]
 
 _main_log = logging.getLogger("aioecho.main")
-
-SEED_MESSAGES: Final = (b"This is the message. ", b"It will be sent ", b"in parts.")
 
 
 async def run_client(

@@ -1,0 +1,845 @@
+"""`aioecho check`'s cases: each opens its own connections (asyncio streams: a case reads as
+the script of what a peer does), bounds every wait by the target's timeout, and ends in a
+CaseResult. The verdicts and reports are in checkreport.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import socket
+import ssl
+import statistics
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, cast
+
+from .checkreport import CaseResult, Verdict, describe_ends, first_difference, plural, rate
+from .client import SEED_MESSAGES
+from .config import CheckConfig, ClientConfig, format_size
+from .errors import ConnectError, ResolveError, describe_os_error
+from .faults import reset
+from .tls import client_context, describe_tls_error
+
+__all__ = ["Pattern", "run_case"]
+
+CHUNK: Final = 64 * 1024  # bytes per write of the bulk cases
+STALL: Final = 1.0  # seconds without progress after which a writer that is not read has stalled
+FLOOD_TIME: Final = 30.0  # seconds a flood may take before it gives up waiting for a stall
+HALF_CLOSE_SIZE: Final = 256 * 1024  # bytes written before our EOF
+CONNECTIONS: Final = 100  # the concurrency case's
+CONNECTION_SIZE: Final = 64 * 1024  # bytes each of them sends
+SLOW_READER_FLOOD: Final = 64 * 1024**2  # at most, unread, while the other peer is timed
+ROUND_TRIPS: Final = 20  # the slow-reader case's, before and during the flood
+HOL_FACTOR: Final = 10.0  # slower than this (and than HOL_FLOOR) counts as held up
+HOL_FLOOR: Final = 0.05  # seconds
+UDP_WAIT: Final = 1.0  # seconds for a datagram's echo, at most (less with a shorter --timeout)
+UDP_TRIES: Final = 2  # sends of a datagram before it counts as lost
+UDP_SIZES: Final = (1, 512, 1472, 8192, 65507)
+BURST: Final = 200  # datagrams at once
+PROBE_CONNECTIONS: Final = 8  # parallel connections per idle-probe round
+PROBE_ROUNDS: Final = 4
+PROBE_PRECISION: Final = 0.1  # bisect until the bracket is within 10%
+
+
+class CaseFailed(Exception):
+    """The case's verdict is FAILED, for the reason given."""
+
+    def __init__(
+        self, detail: str, *, kind: str = "failed", figures: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.detail, self.figures = detail, figures or {}
+        self.kind = kind  # a word for tallies: 'reset', 'hang', 'closed', 'changed', ...
+
+
+class Pattern:
+    """An endless byte stream, the same for the same seed: 64 KiB blocks of random bytes, each
+    starting with its block number, so that a lost, repeated or reordered block shows."""
+
+    def __init__(self, seed: int) -> None:
+        self._base = random.Random(seed).randbytes(CHUNK)
+        self._number = -1
+        self._block = b""
+
+    def block(self, number: int) -> bytes:
+        if number != self._number:
+            self._number, self._block = number, number.to_bytes(8, "big") + self._base[8:]
+        return self._block
+
+    def slice(self, offset: int, size: int) -> bytes:
+        if offset % CHUNK == 0 and size == CHUNK:
+            return self.block(offset // CHUNK)
+        out = bytearray()
+        while size:
+            number, start = divmod(offset, CHUNK)
+            part = self.block(number)[start : start + size]
+            out += part
+            offset += len(part)
+            size -= len(part)
+        return bytes(out)
+
+
+class _Peer:
+    """One stream connection of a case, counting what went each way."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float
+    ) -> None:
+        self.reader, self.writer, self.timeout = reader, writer, timeout
+        self.sent = 0
+        self.received = 0
+        self.reads = 0
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        return cast(asyncio.Transport, self.writer.transport)
+
+    def write(self, data: bytes) -> None:
+        if self.transport.is_closing():  # uvloop raises on a write to a closed transport
+            raise CaseFailed(
+                f"the connection was closed after {format_size_text(self.received)} of "
+                f"{format_size_text(self.sent)} came back",
+                kind="closed",
+            )
+        self.writer.write(data)
+        self.sent += len(data)
+
+    async def drain(self) -> None:
+        try:
+            await asyncio.wait_for(self.writer.drain(), self.timeout)
+        except asyncio.TimeoutError:
+            raise CaseFailed(
+                f"the server took nothing for {self.timeout:g}s while we wrote "
+                f"(after {format_size_text(self.sent)})",
+                kind="hang",
+            ) from None
+        except OSError as err:
+            raise CaseFailed(f"writing failed: {describe_os_error(err)}", kind="reset") from None
+
+    async def read(self, most: int = CHUNK) -> bytes:
+        """What the server sent next, b'' at its EOF; a reset or silence is CaseFailed."""
+        try:
+            data = await asyncio.wait_for(self.reader.read(most), self.timeout)
+        except asyncio.TimeoutError:
+            raise CaseFailed(
+                f"no echo for {self.timeout:g}s after {format_size_text(self.received)} of "
+                f"{format_size_text(self.sent)} (a hang)",
+                kind="hang",
+            ) from None
+        except OSError as err:
+            raise CaseFailed(
+                f"the connection was reset ({describe_os_error(err)}) after "
+                f"{format_size_text(self.received)} of {format_size_text(self.sent)} came back",
+                kind="reset" if self.received else "reset before any echo",
+            ) from None
+        self.received += len(data)
+        self.reads += 1
+        return data
+
+    async def expect(self, expected: bytes) -> None:
+        """Read until len(expected) bytes came back, each equal to what was sent."""
+        await self.expect_stream(len(expected), lambda offset, size: expected[offset:][:size])
+
+    async def expect_stream(
+        self, total: int, expected: Callable[[int, int], bytes], digest: Any = None
+    ) -> None:
+        """Read total bytes, checking each against expected(offset, size) as it comes."""
+        offset = 0
+        while offset < total:
+            data = await self.read(min(CHUNK, total - offset))
+            if not data:
+                raise CaseFailed(
+                    f"the server closed the connection after echoing {offset} of {total} bytes",
+                    kind="closed" if offset else "closed before any echo",
+                )
+            want = expected(offset, len(data))
+            if data != want:
+                at = offset + (first_difference(want, data) or 0)
+                raise CaseFailed(
+                    f"the echo differs from what was sent at byte {at} of {total}", kind="changed"
+                )
+            if digest is not None:
+                digest.update(data)
+            offset += len(data)
+
+    async def ending(self, wait: float) -> str:
+        """How the server ends its side: 'eof', 'reset', 'data' (it sent more), or 'silent'
+        (nothing within wait seconds)."""
+        try:
+            data = await asyncio.wait_for(self.reader.read(1), wait)
+        except asyncio.TimeoutError:
+            return "silent"
+        except OSError:
+            return "reset"
+        return "data" if data else "eof"
+
+    def reset(self) -> None:
+        reset(self.transport)
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError, asyncio.TimeoutError, ssl.SSLError):
+            await asyncio.wait_for(self.writer.wait_closed(), self.timeout)
+
+
+def format_size_text(size: int) -> str:
+    """'4096 bytes', '256.0 KiB', '64.0 MiB': sizes in messages."""
+    if size < 10 * 1024:
+        return plural(size, "byte")
+    if size < 1024**2:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / 1024**2:.1f} MiB"
+
+
+class _Target:
+    """Opens the connections of the cases, as the target says."""
+
+    def __init__(self, config: CheckConfig) -> None:
+        self.config = config
+        self.client: ClientConfig = config.target
+        self.timeout = config.target.timeout
+        t = config.target
+        self.context = client_context(t.cafile, t.insecure) if t.tls else None
+
+    async def open(self) -> _Peer:
+        t = self.client
+        opening: Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+        if t.unix is not None:
+            hostname = t.host if self.context is not None else None
+            opening = asyncio.open_unix_connection(
+                t.unix, ssl=self.context, server_hostname=hostname, limit=4 * CHUNK
+            )
+        else:
+            opening = asyncio.open_connection(t.host, t.port, ssl=self.context, limit=4 * CHUNK)
+        try:
+            reader, writer = await asyncio.wait_for(opening, self.timeout)
+        except asyncio.TimeoutError:
+            raise CaseFailed(
+                str(ConnectError(t.where, f"timed out after {self.timeout:g}s")),
+                kind="connect timeout",
+            ) from None
+        except socket.gaierror as err:
+            raise CaseFailed(str(ResolveError(t.host, err))) from None
+        except ssl.SSLError as err:
+            raise CaseFailed(str(ConnectError(t.where, describe_tls_error(err)))) from None
+        except OSError as err:
+            reason = describe_os_error(err)
+            raise CaseFailed(
+                str(ConnectError(t.where, reason)), kind=f"connect: {reason}"
+            ) from None
+        return _Peer(reader, writer, self.timeout)
+
+    @contextlib.asynccontextmanager
+    async def peer(self) -> AsyncIterator[_Peer]:
+        peer = await self.open()
+        try:
+            yield peer
+        finally:
+            peer.transport.abort()
+
+    def udp_address(self) -> tuple[str, int]:
+        return self.client.host, self.client.port
+
+
+Case = Callable[[_Target], Awaitable[CaseResult]]
+
+
+async def run_case(name: str, config: CheckConfig) -> CaseResult:
+    """Run one case to its verdict: whatever goes wrong inside is a FAILED with the reason."""
+    target = _Target(config)
+    case = CASES[name]
+    started = time.perf_counter()
+    try:
+        result = await case(target)
+    except CaseFailed as failure:
+        result = CaseResult(name, Verdict.FAILED, failure.detail, figures=failure.figures)
+    except (OSError, EOFError, asyncio.IncompleteReadError) as err:
+        result = CaseResult(name, Verdict.FAILED, f"unexpected: {describe_os_error(err)}")
+    result.name = name
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _ok(detail: str, **figures: Any) -> CaseResult:
+    return CaseResult("", Verdict.OK, detail, figures=figures)
+
+
+def _non_strict(detail: str, **figures: Any) -> CaseResult:
+    return CaseResult("", Verdict.NON_STRICT, detail, figures=figures)
+
+
+def _skipped(detail: str) -> CaseResult:
+    return CaseResult("", Verdict.SKIPPED, detail)
+
+
+# TCP, TLS and Unix-socket cases
+
+
+async def _basic(target: _Target) -> CaseResult:
+    message = b"".join(SEED_MESSAGES)
+    async with target.peer() as peer:
+        for number, part in enumerate(SEED_MESSAGES, 1):  # each echo awaited: parts arrive apart
+            try:
+                peer.write(part)
+                await peer.expect(part)
+            except CaseFailed as failure:
+                raise CaseFailed(
+                    f"{failure.detail} (part {number} of {len(SEED_MESSAGES)})",
+                    kind=failure.kind,
+                ) from None
+    return _ok(f"{len(message)} bytes sent in {len(SEED_MESSAGES)} parts came back in order")
+
+
+BINARY: Final = (
+    bytes(range(256))
+    + bytes(range(255, -1, -1))
+    + b"\r\n" * 256
+    + b"\r" * 64
+    + b"\n" * 64
+    + b"\0" * 1024
+    + b"\n\r" * 64
+    + b"\xff" * 256
+)
+
+
+async def _binary(target: _Target) -> CaseResult:
+    async with target.peer() as peer:
+        peer.write(BINARY)
+        await peer.expect(BINARY)
+    return _ok(f"{len(BINARY)} bytes: all 256 values, CR/LF runs, NULs, back unchanged")
+
+
+async def _fragmented(target: _Target) -> CaseResult:
+    size = 4096
+    data = Pattern(1).slice(0, size)
+    async with target.peer() as peer:
+        for i in range(size):
+            peer.write(data[i : i + 1])
+            if i % 256 == 255:
+                await asyncio.sleep(0)  # let each byte leave on its own, not coalesced
+        await peer.expect(data)
+        peer.reads = 0
+        peer.write(data)
+        await peer.expect(data)
+    return _ok(
+        f"{size} one-byte writes back complete; one {size}-byte write back in "
+        f"{plural(peer.reads, 'read')}",
+        reads=peer.reads,
+    )
+
+
+async def _large(target: _Target) -> CaseResult:
+    size = target.config.large
+    pattern, check = Pattern(2), Pattern(2)
+    sent, got = hashlib.sha256(), hashlib.sha256()
+    started = time.perf_counter()
+    async with target.peer() as peer:
+
+        async def write() -> None:
+            for offset in range(0, size, CHUNK):
+                chunk = pattern.slice(offset, min(CHUNK, size - offset))
+                sent.update(chunk)
+                peer.write(chunk)
+                await peer.drain()
+
+        writing = asyncio.ensure_future(write())
+        try:
+            await peer.expect_stream(size, check.slice, got)
+            await writing
+        finally:
+            writing.cancel()
+    seconds = time.perf_counter() - started
+    if got.digest() != sent.digest():  # cannot happen unless the comparison above is wrong
+        raise CaseFailed("the SHA-256 of the echo differs from what was sent")
+    return _ok(
+        f"{format_size_text(size)} in {seconds:.2f}s ({rate(size, seconds)}), SHA-256 matches",
+        bytes=size,
+        mib_per_s=round(size / 1024**2 / seconds, 1),
+        sha256=got.hexdigest(),
+    )
+
+
+async def _half_close(target: _Target) -> CaseResult:
+    data = Pattern(3).slice(0, HALF_CLOSE_SIZE)
+    async with target.peer() as peer:
+        if not peer.writer.can_write_eof():
+            return _skipped("asyncio's TLS cannot send EOF alone (close_notify ends both ways)")
+        peer.write(data)
+        peer.writer.write_eof()
+        try:
+            await peer.expect(data)
+        except CaseFailed as failure:
+            raise CaseFailed(f"after our EOF: {failure.detail}") from None
+        how = await peer.ending(target.timeout)
+    size = format_size_text(len(data))
+    if how == "eof":
+        return _ok(f"{size} echoed after our EOF, then the server's EOF", end=how)
+    if how == "reset":
+        return _non_strict(f"{size} echoed after our EOF, then a reset instead of EOF", end=how)
+    if how == "data":
+        raise CaseFailed("the server sent more than it was sent after our EOF")
+    return _non_strict(
+        f"{size} echoed after our EOF, but no EOF from the server within {target.timeout:g}s",
+        end=how,
+    )
+
+
+async def _flood(peer: _Peer, cap: int) -> tuple[int, str]:
+    """Write without reading until the path stops taking data ('stalled'), takes more than cap
+    bytes ('capped'), or FLOOD_TIME passes ('slow'). Returns the bytes taken and which."""
+    transport = peer.transport
+    transport.set_write_buffer_limits(high=4 * CHUNK)
+    pattern = Pattern(4)
+    loop = asyncio.get_running_loop()
+    taken, last_change = 0, loop.time()
+    give_up = last_change + FLOOD_TIME
+    while True:
+        queued = transport.get_write_buffer_size()
+        now_taken = peer.sent - queued
+        if now_taken != taken:
+            taken, last_change = now_taken, loop.time()
+        if taken > cap:
+            return taken, "capped"
+        if loop.time() - last_change >= STALL:
+            return taken, "stalled"
+        if loop.time() >= give_up:
+            return taken, "slow"
+        if transport.is_closing():
+            raise CaseFailed(
+                f"the connection closed after the server took {format_size_text(taken)}",
+                kind="closed",
+            )
+        if queued < 4 * CHUNK:
+            peer.write(pattern.slice(peer.sent, CHUNK))
+            await asyncio.sleep(0)
+        else:
+            await asyncio.sleep(0.02)
+
+
+async def _read_back(peer: _Peer, what: str) -> None:
+    """The echo of everything _flood wrote, checked."""
+    try:
+        await peer.expect_stream(peer.sent, Pattern(4).slice)
+    except CaseFailed as failure:
+        raise CaseFailed(f"{what}: {failure.detail}") from None
+
+
+async def _backpressure(target: _Target) -> CaseResult:
+    cap = target.config.backpressure_cap
+    async with target.peer() as peer:
+        taken, how = await _flood(peer, cap)
+        if how == "capped":
+            raise CaseFailed(
+                f"the server took more than {format_size(cap)} unread and went on taking "
+                "(buffering without bound?)",
+                figures={"taken": taken},
+            )
+        await _read_back(peer, "reading the echo after the stall")
+    if how == "slow":
+        return _non_strict(
+            f"the path took {format_size_text(taken)} unread in {FLOOD_TIME:g}s and was still "
+            "taking: no stall seen",
+            taken=taken,
+        )
+    return _ok(
+        f"the path took {format_size_text(taken)} unread, then stopped; all of it echoed after",
+        taken=taken,
+    )
+
+
+async def _concurrency(target: _Target) -> CaseResult:
+    async def one(index: int) -> None:
+        data = Pattern(100 + index).slice(0, CONNECTION_SIZE)
+        async with target.peer() as peer:
+            peer.write(data)
+            await peer.expect(data)
+
+    outcomes = await asyncio.gather(*(one(i) for i in range(CONNECTIONS)), return_exceptions=True)
+    failures = []
+    for outcome in outcomes:
+        if isinstance(outcome, CaseFailed):
+            failures.append(outcome.kind)
+        elif isinstance(outcome, OSError):
+            failures.append(describe_os_error(outcome))
+        elif isinstance(outcome, BaseException):
+            raise outcome
+    if failures:
+        raise CaseFailed(
+            f"{len(failures)} of {CONNECTIONS} connections failed: {describe_ends(failures)}"
+            + (" (a small listen backlog?)" if len(failures) < CONNECTIONS else ""),
+            figures={"failed": len(failures)},
+        )
+    return _ok(
+        f"{CONNECTIONS} connections at once, {format_size_text(CONNECTION_SIZE)} each, "
+        "each back exactly"
+    )
+
+
+async def _reset(target: _Target) -> CaseResult:
+    async with target.peer() as peer:
+        data = Pattern(5).slice(0, 16 * CHUNK)
+        peer.write(data)
+        first = await peer.read()  # the echo has begun: the reset comes mid-stream
+        if not first:
+            raise CaseFailed("the server closed the connection without echoing")
+        peer.reset()
+    try:
+        async with target.peer() as peer:
+            message = b"still there?"
+            peer.write(message)
+            await peer.expect(message)
+    except CaseFailed as failure:
+        raise CaseFailed(f"after a reset, a new connection: {failure.detail}") from None
+    return _ok("reset after the echo began; a new connection echoes")
+
+
+async def _round_trips(peer: _Peer, count: int) -> list[float]:
+    times = []
+    message = Pattern(6).slice(0, 1024)
+    for _ in range(count):
+        started = time.perf_counter()
+        peer.write(message)
+        await peer.expect(message)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+async def _slow_reader(target: _Target) -> CaseResult:
+    cap = min(target.config.backpressure_cap, SLOW_READER_FLOOD)
+    async with target.peer() as other:
+        before = statistics.median(await _round_trips(other, ROUND_TRIPS))
+        async with target.peer() as slow:
+            taken, _ = await _flood(slow, cap)
+            try:
+                during_times = await _round_trips(other, ROUND_TRIPS)
+            except CaseFailed as failure:
+                raise CaseFailed(
+                    f"while one peer did not read ({format_size_text(taken)} unread), "
+                    f"another peer's echo: {failure.detail} (head-of-line blocking)"
+                ) from None
+            await _read_back(slow, "the slow reader's echo")
+    during = statistics.median(during_times)
+    figures = {
+        "median_before_ms": round(before * 1e3, 3),
+        "median_during_ms": round(during * 1e3, 3),
+    }
+    text = (
+        f"another peer's 1 KiB round trips: median {during * 1e3:.2f} ms "
+        f"({before * 1e3:.2f} ms before) while one peer had {format_size_text(taken)} unread"
+    )
+    if during > max(HOL_FACTOR * before, before + HOL_FLOOR):
+        return _non_strict(f"{text}: held up", **figures)
+    return _ok(text, **figures)
+
+
+async def _idle(target: _Target) -> CaseResult:
+    idle = target.config.idle
+    message = b"idle?"
+    async with target.peer() as peer:
+        peer.write(message)
+        await peer.expect(message)
+        how = await peer.ending(idle)
+        if how != "silent":
+            ended = {"eof": "closed (FIN)", "reset": "reset", "data": "sent unasked data on"}
+            raise CaseFailed(f"the server {ended[how]} the connection while it was idle")
+        peer.write(message)
+        try:
+            await peer.expect(message)
+        except CaseFailed as failure:
+            raise CaseFailed(f"after {idle:g}s idle: {failure.detail}") from None
+    return _ok(f"echoes after {idle:g}s idle", idle_s=idle)
+
+
+# idle-probe: TCP and UDP share the bisection; a probe says how one idle period ended
+
+
+@dataclass
+class _Probe:
+    idle: float  # seconds it was meant to stay silent
+    end: str  # 'alive', 'reset', 'fin', 'silent' (no echo after the idle period), 'refused'
+    after: float  # seconds of silence when it ended (idle, when alive or found dead on probing)
+
+
+async def _tcp_probe(target: _Target, idle: float) -> _Probe:
+    message = b"idle?"
+    async with target.peer() as peer:
+        peer.write(message)
+        await peer.expect(message)
+        started = time.perf_counter()
+        how = await peer.ending(idle)
+        after = time.perf_counter() - started
+        if how == "eof":
+            return _Probe(idle, "fin", after)
+        if how == "reset":
+            return _Probe(idle, "reset", after)
+        peer.write(message)
+        try:
+            data = await asyncio.wait_for(peer.reader.read(len(message)), target.timeout)
+        except asyncio.TimeoutError:
+            return _Probe(idle, "silent", idle)
+        except OSError:
+            return _Probe(idle, "reset", idle)
+        return _Probe(idle, "alive" if data else "fin", idle)
+
+
+async def _idle_probe(
+    target: _Target, probe: Callable[[_Target, float], Awaitable[_Probe]]
+) -> CaseResult:
+    longest = target.config.idle_probe
+    assert longest is not None
+    survived, failed = 0.0, longest
+    failed_known = False
+    probes: list[_Probe] = []
+    for _ in range(PROBE_ROUNDS):
+        # spread the round's connections over (survived, failed]; failed itself only if unknown
+        steps = PROBE_CONNECTIONS if not failed_known else PROBE_CONNECTIONS + 1
+        periods = [
+            survived + (failed - survived) * (i + 1) / steps for i in range(PROBE_CONNECTIONS)
+        ]
+        results = await asyncio.gather(*(probe(target, p) for p in periods))
+        probes += results
+        for result in results:
+            if result.end == "alive":
+                survived = max(survived, result.idle)
+            else:
+                failed_known = True
+                failed = min(failed, result.after)
+        if not failed_known:
+            break  # everything up to the longest period survived
+        if failed - survived <= PROBE_PRECISION * failed:
+            break
+        if any(r.end in ("reset", "fin") for r in results):
+            break  # the path said when it ended them: no need to bisect
+    ends = [p.end for p in probes if p.end != "alive"]
+    figures = {
+        "survived_s": round(survived, 3),
+        "ended_s": round(failed, 3) if failed_known else None,
+        "ends": {how: ends.count(how) for how in sorted(set(ends))},
+        "probes": len(probes),
+    }
+    if not failed_known:
+        return _ok(f"every idle period up to {longest:g}s survived", **figures)
+    observed = [p.after for p in probes if p.end in ("reset", "fin")]
+    if observed:
+        limit = statistics.median(observed)
+        figures["limit_s"] = round(limit, 3)
+        return _non_strict(
+            f"idle connections end after {limit:.1f}s ({describe_ends(ends)}); "
+            f"{survived:.1f}s survived",
+            **figures,
+        )
+    figures["limit_s"] = round((survived + failed) / 2, 3)
+    return _non_strict(
+        f"idle flows die silently between {survived:.1f}s (survived) and {failed:.1f}s "
+        f"({describe_ends(ends)})",
+        **figures,
+    )
+
+
+async def _tcp_idle_probe(target: _Target) -> CaseResult:
+    return await _idle_probe(target, _tcp_probe)
+
+
+# UDP cases
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    """A connected UDP socket's arrivals, in order."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | Exception] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.queue.put_nowait(data)
+
+    def error_received(self, exc: Exception) -> None:
+        self.queue.put_nowait(exc)
+
+
+class _Flow:
+    def __init__(self, transport: asyncio.DatagramTransport, protocol: _Datagrams) -> None:
+        self.transport, self.protocol = transport, protocol
+
+    async def next(self, wait: float) -> bytes | None:
+        """The next datagram within wait seconds, or None; an ICMP error is CaseFailed."""
+        try:
+            item = await asyncio.wait_for(self.protocol.queue.get(), wait)
+        except asyncio.TimeoutError:
+            return None
+        if isinstance(item, Exception):
+            raise CaseFailed(f"the server's host answered: {describe_os_error(item)}")
+        return item
+
+    async def exchange(self, data: bytes, wait: float) -> bytes | None:
+        """Send data until something comes back (UDP_TRIES sends), and return it."""
+        for _ in range(UDP_TRIES):
+            self.transport.sendto(data)
+            reply = await self.next(wait)
+            if reply is not None:
+                return reply
+        return None
+
+
+@contextlib.asynccontextmanager
+async def _flow(target: _Target) -> AsyncIterator[_Flow]:
+    loop = asyncio.get_running_loop()
+    host, port = target.udp_address()
+    try:
+        transport, protocol = await loop.create_datagram_endpoint(
+            _Datagrams, remote_addr=(host, port)
+        )
+    except socket.gaierror as err:
+        raise CaseFailed(str(ResolveError(host, err))) from None
+    except OSError as err:
+        raise CaseFailed(f"cannot open a UDP socket to {host}: {describe_os_error(err)}") from None
+    try:
+        yield _Flow(transport, protocol)
+    finally:
+        transport.close()
+
+
+def _udp_wait(target: _Target) -> float:
+    return min(UDP_WAIT, target.timeout)
+
+
+async def _udp_basic(target: _Target) -> CaseResult:
+    data = Pattern(7).slice(0, 64)
+    async with _flow(target) as flow:
+        reply = await flow.exchange(data, _udp_wait(target))
+    if reply is None:
+        raise CaseFailed(f"no reply to {plural(UDP_TRIES, 'datagram')} of {len(data)} bytes")
+    if reply != data:
+        raise CaseFailed(f"the reply differs: {len(reply)} bytes for {len(data)} sent")
+    return _ok(f"a {len(data)}-byte datagram came back whole to its sender")
+
+
+async def _udp_sizes(target: _Target) -> CaseResult:
+    pattern = Pattern(8)
+    outcomes: dict[int, int | None] = {}  # size -> length of the reply, None: lost
+
+    async with _flow(target) as flow:
+
+        async def send(size: int) -> bool:
+            data = pattern.slice(0, size)
+            reply = await flow.exchange(data, _udp_wait(target))
+            if reply is not None and reply != data and len(reply) == size:
+                raise CaseFailed(f"a {size}-byte datagram came back changed")
+            outcomes[size] = None if reply is None else len(reply)
+            return reply == data
+
+        passed = [size for size in UDP_SIZES if await send(size)]
+        largest = max(passed, default=0)
+        if largest != UDP_SIZES[-1]:
+            # bisect between the largest that came back and the next size that did not
+            low, high = largest, min(s for s in UDP_SIZES if s > largest)
+            while high - low > 1:
+                middle = (low + high) // 2
+                if await send(middle):
+                    low = middle
+                else:
+                    high = middle
+            largest = low
+    figures = {"largest": largest, "sizes": {str(k): v for k, v in sorted(outcomes.items())}}
+    cut = {s: n for s, n in outcomes.items() if n is not None and n != s}
+    if cut:
+        size = max(cut)
+        raise CaseFailed(
+            f"datagrams over {largest} bytes come back cut short (a {size}-byte one as "
+            f"{cut[size]} bytes)",
+            figures=figures,
+        )
+    if not largest:
+        raise CaseFailed("no datagram came back", figures=figures)
+    if largest < UDP_SIZES[-1]:
+        return _non_strict(
+            f"the largest datagram that came back: {largest} bytes (larger ones were lost)",
+            **figures,
+        )
+    return _ok(f"datagrams of {UDP_SIZES[0]} to {largest} bytes came back whole", **figures)
+
+
+async def _udp_burst(target: _Target) -> CaseResult:
+    # a second's pause first: a per-source rate limiter (aioecho's --udp-rate) starts full
+    await asyncio.sleep(1.0)
+    pattern = Pattern(9)
+    body = pattern.slice(0, 60)
+    seen: dict[int, int] = {}
+    reordered = 0
+    changed: list[int] = []  # the lengths of replies that match no datagram sent
+    async with _flow(target) as flow:
+        for seq in range(BURST):
+            flow.transport.sendto(seq.to_bytes(4, "big") + body)
+        highest = -1
+        while len(seen) < BURST:
+            reply = await flow.next(_udp_wait(target))
+            if reply is None:
+                break
+            seq = int.from_bytes(reply[:4], "big")
+            if len(reply) != 64 or reply[4:] != body or seq >= BURST:
+                changed.append(len(reply))
+                continue
+            seen[seq] = seen.get(seq, 0) + 1
+            reordered += seq < highest
+            highest = max(highest, seq)
+        # late duplicates
+        while (reply := await flow.next(0.05)) is not None:
+            seq = int.from_bytes(reply[:4], "big")
+            if seq in seen:
+                seen[seq] += 1
+    lost = BURST - len(seen)
+    duplicates = sum(n - 1 for n in seen.values())
+    figures = {"sent": BURST, "lost": lost, "duplicates": duplicates, "reordered": reordered}
+    if changed:
+        sizes = ", ".join(map(str, sorted(set(changed))[:5]))
+        raise CaseFailed(
+            f"{len(changed)} replies match no datagram sent (64 bytes each; these had {sizes}: "
+            "merged or split, as a stream would)",
+            figures=figures,
+        )
+    if lost == BURST:
+        raise CaseFailed(f"none of {BURST} datagrams sent at once came back", figures=figures)
+    summary = (
+        f"{BURST} datagrams at once: {lost} lost, {duplicates} duplicated, {reordered} reordered"
+    )
+    if lost or duplicates or reordered:
+        return _non_strict(summary + (" (rate limiting?)" if lost else ""), **figures)
+    return _ok(f"{BURST} datagrams at once, each back once, in order", **figures)
+
+
+async def _udp_probe(target: _Target, idle: float) -> _Probe:
+    message = b"idle?"
+    async with _flow(target) as flow:
+        try:
+            if await flow.exchange(message, _udp_wait(target)) != message:
+                raise CaseFailed("no echo to the first datagram")
+            await asyncio.sleep(idle)
+            reply = await flow.exchange(message, _udp_wait(target))
+        except CaseFailed:
+            return _Probe(idle, "refused", idle)
+    return _Probe(idle, "alive" if reply == message else "silent", idle)
+
+
+async def _udp_idle_probe(target: _Target) -> CaseResult:
+    return await _idle_probe(target, _udp_probe)
+
+
+CASES: Final[dict[str, Case]] = {
+    "basic": _basic,
+    "binary": _binary,
+    "fragmented": _fragmented,
+    "large": _large,
+    "half-close": _half_close,
+    "backpressure": _backpressure,
+    "concurrency": _concurrency,
+    "reset": _reset,
+    "slow-reader": _slow_reader,
+    "idle": _idle,
+    "idle-probe": _tcp_idle_probe,
+    "udp-basic": _udp_basic,
+    "udp-sizes": _udp_sizes,
+    "udp-burst": _udp_burst,
+    "udp-idle-probe": _udp_idle_probe,
+}

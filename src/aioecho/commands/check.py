@@ -1,0 +1,83 @@
+"""`aioecho check`: run the chosen cases one after another against the target, print a line per
+case as it ends, then the summary; write the JSON and JUnit reports asked for; fail (exit 1)
+when a case FAILED."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from ..addresses import host_port
+from ..checkreport import Report, Verdict, plural, table_line
+from ..checks import run_case
+from ..config import CheckConfig
+from ..errors import AioechoError, describe_os_error
+from ..logs import LoopErrorLog
+from ..tls import warn_if_insecure
+from . import writing_stdout
+
+__all__ = ["CheckFailed", "describe", "run_check"]
+
+
+class CheckFailed(AioechoError):
+    """At least one case FAILED."""
+
+
+def describe(config: CheckConfig) -> str:
+    """'127.0.0.1 port 10000 (TCP, UDP)', '/run/echo.sock (Unix, TLS)'."""
+    target = config.target
+    kinds = []
+    if any(not name.startswith("udp-") for name in config.cases):
+        kinds.append("Unix" if target.unix is not None else "TCP")
+        if target.tls:
+            kinds.append("TLS")
+    if any(name.startswith("udp-") for name in config.cases):
+        kinds.append("UDP")
+    where = target.unix if target.unix is not None else host_port(target.host, target.port)
+    return f"{where} ({', '.join(kinds)})"
+
+
+async def run_check(config: CheckConfig) -> Report:
+    """Run every case of config.cases; raise CheckFailed (after the reports) if one FAILED."""
+    asyncio.get_running_loop().set_exception_handler(LoopErrorLog())
+    warn_if_insecure(config.target)
+    # the table goes to stdout, unless a report does: then it goes aside, to stderr
+    table: TextIO = sys.stderr if "-" in (config.json_path, config.junit_path) else sys.stdout
+    report = Report(describe(config))
+    started = time.perf_counter()
+    with writing_stdout():
+        _say(table, f"CHECK {report.target}: {plural(len(config.cases), 'case')}")
+        for name in config.cases:
+            result = await run_case(name, config)
+            report.results.append(result)
+            _say(table, table_line(result))
+        report.seconds = time.perf_counter() - started
+        _say(table, report.summary_line())
+        for path, text in (
+            (config.json_path, report.to_json),
+            (config.junit_path, report.to_junit),
+        ):
+            if path is not None:
+                _write(path, text())
+    if report.failed:
+        names = [r.name for r in report.results if r.verdict is Verdict.FAILED]
+        raise CheckFailed(f"FAILED: {', '.join(names)}")
+    return report
+
+
+def _say(out: TextIO, line: str) -> None:
+    print(line, file=out, flush=True)
+
+
+def _write(path: str, text: str) -> None:
+    if path == "-":
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+        return
+    try:
+        Path(path).write_text(text if text.endswith("\n") else text + "\n")
+    except OSError as err:
+        raise AioechoError(f"cannot write {path}: {describe_os_error(err)}") from None
