@@ -10,9 +10,11 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "aioecho"
 # Parsers, settings, errors, address text, the UDP reply policy, histograms, statistics, ping's
-# summary:
+# summary, check's report:
 # the parts a unit test can take without a loop or a socket.
-PURE = {"config", "errors", "addresses", "ratelimit", "latency", "stats", "pingstats"}
+PURE = {
+    "config", "errors", "addresses", "ratelimit", "latency", "stats", "pingstats", "checkreport",
+}  # fmt: skip
 FORBIDDEN = {"asyncio", "socket", "ssl", "selectors", "uvloop"}
 
 

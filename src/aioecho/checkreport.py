@@ -65,7 +65,8 @@ def select_cases(
         name
         for name in known
         if (tcp if name in TCP_CASES else udp)
-        and (name in only if only else name not in PROBES or idle_probe)
+        and (name in only or not only)
+        and (name not in PROBES or idle_probe)
         and name not in skip
     ]
     for name in only:

@@ -1,0 +1,290 @@
+"""`aioecho check` against aioecho itself (every case OK), against socat and OpenBSD netcat
+serving `cat` (what they do differently), and against servers broken on purpose
+(broken_servers.py): each caught by the case meant for it, and only by cases its fault explains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support import WAIT, ServerProcess, aioecho_command, require_tool, run_cli, wait_until
+from transports import Certs
+
+HERE = Path(__file__).resolve().parent
+TCP = {
+    "basic", "binary", "fragmented", "large", "half-close", "backpressure", "concurrency",
+    "reset", "slow-reader", "idle",
+}  # fmt: skip
+UDP = {"udp-basic", "udp-sizes", "udp-burst"}
+# shorter than the defaults, the same cases: a test run is not a survey
+QUICK = ("--idle", "1", "--large", "16MiB", "--backpressure-cap", "64MiB")
+
+
+def check(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[int, dict[str, Any], str]:
+    """Run `aioecho check`; return its exit status, its JSON report and its stdout."""
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        aioecho_command("check", *args, "--json", str(report)),
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, json.loads(report.read_text()), result.stdout.decode()
+
+
+def verdicts(report: dict[str, Any]) -> dict[str, str]:
+    return {case["case"]: case["verdict"] for case in report["cases"]}
+
+
+def detail(report: dict[str, Any], name: str) -> str:
+    return next(str(c["detail"]) for c in report["cases"] if c["case"] == name)
+
+
+@pytest.mark.timeout(120)
+def test_aioecho_server_passes_every_case(tmp_path: Path, loop_name: str) -> None:
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "--tcp", "--udp", "-q",
+                       "--loop", loop_name) as server:  # fmt: skip
+        server.start(listeners=2)
+        junit = tmp_path / "check.xml"
+        status, report, out = check(
+            tmp_path, "--host", "127.0.0.1", "--port", str(server.port), "--tcp", "--udp",
+            "--junit", str(junit), *QUICK,
+        )  # fmt: skip
+    assert verdicts(report) == dict.fromkeys(TCP | UDP, "OK"), report
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0] == f"CHECK 127.0.0.1 port {server.port} (TCP, UDP): 13 cases"
+    assert lines[-1].startswith("13 OK in ")
+    large = next(c for c in report["cases"] if c["case"] == "large")
+    assert large["bytes"] == 16 * 1024**2 and large["mib_per_s"] > 0
+    suite = ET.parse(junit).getroot()
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("13", "0", "0")
+    assert {case.get("name") for case in suite} == TCP | UDP
+
+
+@pytest.mark.timeout(120)
+def test_tls_and_unix_targets(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    certs = Certs.make(tmp_path_factory.mktemp("certs"))
+    path = tmp_path / "echo.sock"
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "--tls-cert", str(certs.cert),
+                       "--tls-key", str(certs.key), "-q") as tls, \
+            ServerProcess("--unix", str(path), "-q") as unix:  # fmt: skip
+        tls.start()
+        unix.start()
+        status, report, out = check(
+            tmp_path, "--port", str(tls.port), "--tls", "--cafile", str(certs.ca), *QUICK
+        )
+        assert status == 0
+        assert verdicts(report) == {**dict.fromkeys(TCP, "OK"), "half-close": "SKIPPED"}
+        assert "close_notify" in detail(report, "half-close")
+        assert out.splitlines()[0] == f"CHECK localhost port {tls.port} (TCP, TLS): 10 cases"
+        status, report, _ = check(tmp_path, "--unix", str(path), *QUICK)
+        assert (status, verdicts(report)) == (0, dict.fromkeys(TCP, "OK"))
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port free now, for peers that cannot listen on port 0 and say which they got."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def listening(port: int, udp: bool = False) -> bool:
+    """Whether something listens on 127.0.0.1:port, read from /proc (connecting to find out
+    would use up netcat's one connection)."""
+    table = Path("/proc/net/udp" if udp else "/proc/net/tcp").read_text().splitlines()[1:]
+    wanted = f"0100007F:{port:04X}"
+    state = "07" if udp else "0A"  # UDP: unconnected; TCP: LISTEN
+    return any(row.split()[1] == wanted and row.split()[3] == state for row in table)
+
+
+@contextlib.contextmanager
+def peer(command: list[str], port: int, udp: bool = False, **popen: Any) -> Iterator[None]:
+    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL, **popen)
+    try:
+        wait_until(lambda: listening(port, udp) or proc.poll() is not None, f"{command} listening")
+        assert proc.poll() is None, f"{command} exited: {proc.returncode}"
+        yield
+    finally:
+        proc.kill()
+        proc.wait(WAIT)
+
+
+@pytest.mark.timeout(120)
+def test_socat_serving_cat(tmp_path: Path) -> None:
+    """What socat does differently: UDP through `cat` is a stream (datagrams are cut at 8192
+    bytes, merged or split); TCP echoes right, except that its listen backlog of 5 may turn
+    away connections opened all at once."""
+    socat = require_tool("socat")
+    port = free_port()
+    tcp = [socat, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork", "EXEC:cat"]
+    udp = [socat, f"UDP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork", "EXEC:cat"]
+    with peer(tcp, port), peer(udp, port, udp=True):
+        status, report, _ = check(
+            tmp_path, "--host", "127.0.0.1", "--port", str(port), "--tcp", "--udp", *QUICK
+        )
+    found = verdicts(report)
+    assert status == 1
+    assert {name: found[name] for name in TCP - {"concurrency"}} == dict.fromkeys(
+        TCP - {"concurrency"}, "OK"
+    )
+    if found["concurrency"] != "OK":
+        assert "listen backlog" in detail(report, "concurrency")
+    assert found["udp-basic"] == "OK"
+    assert found["udp-sizes"] == "FAILED"
+    assert detail(report, "udp-sizes").startswith("datagrams over 8192 bytes come back cut short")
+    sizes = next(c for c in report["cases"] if c["case"] == "udp-sizes")
+    assert sizes["largest"] == 8192 and sizes["sizes"]["65507"] == 8192
+
+
+@pytest.mark.timeout(60)
+def test_netcat_serving_cat(tmp_path: Path) -> None:
+    """OpenBSD netcat serves one connection: the first case passes, the next ones are
+    refused, and the table says so."""
+    nc = require_tool("nc")
+    port = free_port()
+    cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        with peer([nc, "-l", "127.0.0.1", str(port)], port, stdin=cat.stdout, stdout=cat.stdin):
+            status, report, _ = check(
+                tmp_path, "--host", "127.0.0.1", "--port", str(port), "--only", "basic",
+                "binary", "concurrency", *QUICK,
+            )  # fmt: skip
+    finally:
+        cat.kill()
+        cat.wait(WAIT)
+        for pipe in (cat.stdin, cat.stdout):
+            assert pipe is not None
+            pipe.close()
+    found = verdicts(report)
+    assert status == 1
+    assert found["basic"] == "OK"
+    assert found["concurrency"] == "FAILED"
+    assert "refused" in detail(report, "concurrency")
+
+
+# each broken server: the case meant to catch it, and the cases its fault also explains
+BROKEN = {
+    "drop-on-eof": ("half-close", set()),
+    "flip": ("large", {"backpressure", "slow-reader"}),  # they read back several MiB too
+    "unbounded": ("backpressure", set()),
+    # every case that needs a second chunk on a connection; not `reset` (one chunk each)
+    "close-after-first": ("basic", TCP - {"binary", "concurrency", "reset"}),
+    "idle-reset": ("idle", set()),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_broken_server_is_caught_by_its_case(tmp_path: Path, kind: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "broken_servers.py"), kind], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        port = proc.stdout.readline().split()[-1]
+        idle = ("--idle", "4") if kind == "idle-reset" else ()  # its reset comes after 3 s
+        status, report, _ = check(tmp_path, "--host", "127.0.0.1", "--port", port, *QUICK, *idle)
+    finally:
+        proc.kill()
+        proc.wait(WAIT)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    target, explained = BROKEN[kind]
+    failed = {name for name, verdict in verdicts(report).items() if verdict == "FAILED"}
+    assert status == 1
+    assert target in failed
+    assert failed <= {target} | explained, report
+    assert report["failed"] is True
+
+
+@pytest.mark.timeout(60)
+def test_idle_probe_finds_the_idle_reset_within_ten_percent(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "broken_servers.py"), "idle-reset"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = proc.stdout.readline().split()[-1]
+        status, report, out = check(
+            tmp_path, "--host", "127.0.0.1", "--port", port, "--only", "idle-probe",
+            "--idle-probe", "8",
+        )  # fmt: skip
+    finally:
+        proc.kill()
+        proc.wait(WAIT)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    (probe,) = report["cases"]
+    assert status == 0  # a path that ends idle connections is NON-STRICT, not FAILED
+    assert probe["verdict"] == "NON-STRICT"
+    assert 2.7 <= probe["limit_s"] <= 3.3, probe
+    assert set(probe["ends"]) == {"reset"}
+    assert "idle connections end after 3." in out
+
+
+@pytest.mark.timeout(60)
+def test_udp_idle_probe_on_a_path_that_keeps_flows(tmp_path: Path) -> None:
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "--udp", "-q") as server:
+        server.start()
+        status, report, _ = check(
+            tmp_path, "--host", "127.0.0.1", "--port", str(server.port), "--udp", "--only",
+            "udp-idle-probe", "--idle-probe", "1",
+        )  # fmt: skip
+    (probe,) = report["cases"]
+    assert (status, probe["verdict"]) == (0, "OK")
+    assert probe["survived_s"] == 1.0 and probe["probes"] == 8
+
+
+def test_a_server_that_is_not_there_fails_every_case_quickly(tmp_path: Path) -> None:
+    port = free_port()
+    status, report, _ = check(tmp_path, "--host", "127.0.0.1", "--port", str(port), *QUICK)
+    assert status == 1
+    assert set(verdicts(report).values()) == {"FAILED"}
+    assert "connection refused" in detail(report, "basic")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--only", "bsaic"], "unknown case 'bsaic': the cases are basic, binary"),
+        (["--only", "idle-probe"], "--only idle-probe: that case needs --idle-probe"),
+        (["--only", "udp-basic"], "--only udp-basic: that case needs --udp"),
+        (["--only", "basic", "--skip", "basic"], "--only and --skip leave no case to run"),
+        (["--udp", "--tls"], "--udp does not go with --tls or --unix"),
+        (["--large", "1"], "--large must be 1KiB to 4GiB"),
+        (["--idle-probe", "0.5"], "--idle-probe must be 1 to 86400 seconds"),
+        (["--json", "-", "--junit", "-"], "--json - and --junit - cannot both write"),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], message: str) -> None:
+    result = run_cli("check", *args)
+    assert result.returncode == 2
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_json_on_stdout_moves_the_table_to_stderr(tmp_path: Path) -> None:
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "-q") as server:
+        server.start()
+        result = run_cli(
+            "check", "--host", "127.0.0.1", "--port", str(server.port), "--only", "basic,binary",
+            "--json", "-",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert verdicts(report) == {"basic": "OK", "binary": "OK"}
+    assert result.stderr.decode().splitlines()[-1].startswith("2 OK in ")
