@@ -42,6 +42,7 @@ BURST: Final = 200  # datagrams at once
 PROBE_CONNECTIONS: Final = 8  # parallel connections per idle-probe round
 PROBE_ROUNDS: Final = 4
 PROBE_PRECISION: Final = 0.1  # bisect until the bracket is within 10%
+SLOWEST: Final = 1024**2  # bytes a second: a bulk case slower than this is cut short (FAILED)
 
 
 class CaseFailed(Exception):
@@ -252,8 +253,12 @@ async def run_case(name: str, config: CheckConfig) -> CaseResult:
     target = _Target(config)
     case = CASES[name]
     started = time.perf_counter()
+    limit = time_limit(name, config)
     try:
-        result = await case(target)
+        result = await asyncio.wait_for(case(target), limit)
+    except asyncio.TimeoutError:
+        # every wait inside is bounded; this catches a peer that trickles, a byte at a time
+        result = CaseResult(name, Verdict.FAILED, f"did not finish within {limit:.0f}s")
     except CaseFailed as failure:
         result = CaseResult(name, Verdict.FAILED, failure.detail, figures=failure.figures)
     except (OSError, EOFError, asyncio.IncompleteReadError) as err:
@@ -261,6 +266,21 @@ async def run_case(name: str, config: CheckConfig) -> CaseResult:
     result.name = name
     result.seconds = time.perf_counter() - started
     return result
+
+
+def time_limit(name: str, config: CheckConfig) -> float:
+    """Seconds a case may take in all: generous, since each of its waits has its own bound."""
+    limit = 60.0 + 10 * config.target.timeout
+    if name == "large":
+        limit += config.large / SLOWEST
+    elif name in ("backpressure", "slow-reader"):
+        limit += FLOOD_TIME + config.backpressure_cap / SLOWEST
+    elif name == "idle":
+        limit += config.idle
+    elif name.endswith("idle-probe"):
+        assert config.idle_probe is not None
+        limit += PROBE_ROUNDS * (config.idle_probe + 2 * config.target.timeout)
+    return limit
 
 
 def _ok(detail: str, **figures: Any) -> CaseResult:
