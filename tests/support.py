@@ -22,7 +22,10 @@ from typing import Any
 from aioecho import loops
 
 # TCP: '127.0.0.1 port 5', UDP: '127.0.0.1 port 5 (udp)', Unix: a path
-LISTENING = re.compile(r"^main: listening on (\S+)(?: port (\d+))?( \(udp\))?$")
+LISTENING = re.compile(
+    r"^main: listening on (\S+)(?: port (\d+))?( \(udp\))?"
+    r"(?: \((?:socket activation|inherited)\))?$"  # sockets given rather than opened
+)
 LOOPS = ["asyncio", "uvloop"] if loops.resolve("auto") == "uvloop" else ["asyncio"]
 WAIT = 30.0  # seconds: an upper bound for events that normally take milliseconds
 
@@ -34,10 +37,22 @@ def aioecho_command(*args: str) -> list[str]:
 class ServerProcess:
     """`aioecho server` in a subprocess; start() returns once it prints its listening lines."""
 
-    def __init__(self, *args: str, preexec_fn: object = None, program: str = "server") -> None:
+    def __init__(
+        self,
+        *args: str,
+        preexec_fn: object = None,
+        program: str = "server",
+        env: dict[str, str] | None = None,
+        command: Sequence[str] = (),
+        pass_fds: Sequence[int] = (),
+    ) -> None:
+        """env: variables added to this process's; command: run this instead of the CLI (a
+        wrapper such as systemd-socket-activate, followed by the CLI's command line)."""
         self.args = args
         self.proc = subprocess.Popen(
-            aioecho_command(program, *args),
+            [*command, *aioecho_command(program, *args)],
+            env={**os.environ, **env} if env is not None else None,
+            pass_fds=pass_fds,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -280,3 +295,31 @@ def reader_goes_away(
     lines = proc.stderr.read().decode().splitlines()
     proc.stderr.close()
     return status, lines, got
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port free now, for peers that cannot listen on port 0 and say which they got."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def listening(port: int, udp: bool = False) -> bool:
+    """Whether something listens on 127.0.0.1:port, read from /proc (connecting to find out
+    would use up netcat's one connection)."""
+    table = Path("/proc/net/udp" if udp else "/proc/net/tcp").read_text().splitlines()[1:]
+    wanted = f"0100007F:{port:04X}"
+    state = "07" if udp else "0A"  # UDP: unconnected; TCP: LISTEN
+    return any(row.split()[1] == wanted and row.split()[3] == state for row in table)
+
+
+@contextlib.contextmanager
+def peer(command: list[str], port: int, udp: bool = False, **popen: Any) -> Iterator[None]:
+    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL, **popen)
+    try:
+        wait_until(lambda: listening(port, udp) or proc.poll() is not None, f"{command} listening")
+        assert proc.poll() is None, f"{command} exited: {proc.returncode}"
+        yield
+    finally:
+        proc.kill()
+        proc.wait(WAIT)

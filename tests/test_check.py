@@ -5,19 +5,24 @@ serving `cat` (what they do differently), and against servers broken on purpose
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support import WAIT, ServerProcess, aioecho_command, require_tool, run_cli, wait_until
+from support import (
+    WAIT,
+    ServerProcess,
+    aioecho_command,
+    free_port,
+    peer,
+    require_tool,
+    run_cli,
+)
 from transports import Certs
 
 HERE = Path(__file__).resolve().parent
@@ -91,34 +96,6 @@ def test_tls_and_unix_targets(tmp_path: Path, tmp_path_factory: pytest.TempPathF
         assert out.splitlines()[0] == f"CHECK localhost port {tls.port} (TCP, TLS): 10 cases"
         status, report, _ = check(tmp_path, "--unix", str(path), *QUICK)
         assert (status, verdicts(report)) == (0, dict.fromkeys(TCP, "OK"))
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free now, for peers that cannot listen on port 0 and say which they got."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def listening(port: int, udp: bool = False) -> bool:
-    """Whether something listens on 127.0.0.1:port, read from /proc (connecting to find out
-    would use up netcat's one connection)."""
-    table = Path("/proc/net/udp" if udp else "/proc/net/tcp").read_text().splitlines()[1:]
-    wanted = f"0100007F:{port:04X}"
-    state = "07" if udp else "0A"  # UDP: unconnected; TCP: LISTEN
-    return any(row.split()[1] == wanted and row.split()[3] == state for row in table)
-
-
-@contextlib.contextmanager
-def peer(command: list[str], port: int, udp: bool = False, **popen: Any) -> Iterator[None]:
-    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL, **popen)
-    try:
-        wait_until(lambda: listening(port, udp) or proc.poll() is not None, f"{command} listening")
-        assert proc.poll() is None, f"{command} exited: {proc.returncode}"
-        yield
-    finally:
-        proc.kill()
-        proc.wait(WAIT)
 
 
 @pytest.mark.timeout(120)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, NoReturn, cast
 
 from . import __version__, loops
 from .checkreport import TCP_CASES, UDP_CASES, select_cases
@@ -18,7 +18,7 @@ from .commands.check import run_check
 from .commands.client import run_client
 from .commands.ping import run_ping
 from .commands.proxy import run_proxy
-from .commands.server import run_server
+from .commands.server import inherited_sockets, run_server
 from .config import (
     DEFAULT_HOST,
     DEFAULT_MAX_BUFFER,
@@ -97,6 +97,54 @@ class _Parser(argparse.ArgumentParser):
             return f"unknown option {flag}"
         return f"unknown option {flag}; did you mean {' or '.join(sorted(near))}?"
 
+
+ENV_PREFIX: Final = "AIOECHO_"
+_FLAG_WORDS: Final = {"1": True, "true": True, "yes": True, "on": True,
+                      "0": False, "false": False, "no": False, "off": False}  # fmt: skip
+
+
+def environment_defaults(
+    parser: argparse.ArgumentParser, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """The values of parser's options set in the environment as AIOECHO_<OPTION>
+    (AIOECHO_MAX_BUFFER for --max-buffer), to be its defaults: a flag given still wins. A
+    repeatable option takes a comma-separated list, a flag 1 or 0."""
+    found: dict[str, Any] = {}
+    for action in parser._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if not longs or isinstance(action, argparse._HelpAction):
+            continue
+        name = ENV_PREFIX + longs[0][2:].upper().replace("-", "_")
+        if name not in environ:
+            continue
+        text = environ[name]
+        try:
+            found[action.dest] = _environment_value(action, text)
+        except (argparse.ArgumentTypeError, ValueError) as err:
+            raise ConfigError(f"{name}={text!r}: {err}") from None
+    return found
+
+
+def _environment_value(action: argparse.Action, text: str) -> Any:
+    if isinstance(action, argparse._StoreTrueAction):
+        flag = _FLAG_WORDS.get(text.strip().lower())
+        if flag is None:
+            raise ValueError("a flag is 1 or 0")
+        return flag
+    convert: Callable[[str], Any] = action.type if callable(action.type) else str
+    if isinstance(action, argparse._AppendAction):
+        return [convert(part.strip()) for part in text.split(",") if part.strip()]
+    value = convert(text)
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"must be one of {', '.join(map(str, action.choices))}")
+    return value
+
+
+SERVER_ENVIRONMENT = """\
+Every option can also be set in the environment as AIOECHO_<OPTION>: AIOECHO_PORT=9000,
+AIOECHO_MAX_BUFFER=1MiB, a repeatable one comma-separated (AIOECHO_HOST=127.0.0.1,::1), a flag
+as 1 or 0 (AIOECHO_UDP=1). An option given on the command line wins.
+"""
 
 SERVER_EXAMPLES = """\
 examples:
@@ -355,11 +403,26 @@ def build_parser() -> _Parser:
     server = commands.add_parser(
         "server",
         help="run an echo server",
-        description="Echo every byte back to its sender, in order.",
+        description="Echo every byte back to its sender, in order.\n\n" + SERVER_ENVIRONMENT,
         epilog=SERVER_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _listen_options(server)
+    server.add_argument(
+        "--fd",
+        action="append",
+        dest="fds",
+        type=_checked(lambda text: parse_count(text, minimum=3)),
+        metavar="N",
+        help="serve the listening socket at descriptor N, inherited (repeatable); systemd's "
+        "socket activation (LISTEN_FDS) is taken without it",
+    )
+    server.add_argument(
+        "--banner",
+        metavar="TEXT",
+        help="a line sent on connect, before any echo: {hostname}, {pid}, {worker} and {port} "
+        "are filled in (default: none, a pure echo)",
+    )
     _fault_options(server)
 
     proxy = commands.add_parser(
@@ -746,6 +809,10 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
 def server_config(args: argparse.Namespace) -> ServerConfig:
     if args.unix is not None and (args.hosts or _given(args, "port")):
         raise ConfigError("--unix listens on a socket file: it does not go with --host or --port")
+    if args.fds and (args.unix is not None or args.hosts or _given(args, "port")):
+        raise ConfigError(
+            "--fd serves a socket already made: it does not go with --host, --port or --unix"
+        )
     return ServerConfig(
         hosts=tuple(args.hosts or (DEFAULT_HOST,)),
         port=args.port,
@@ -765,6 +832,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         stats_interval=args.stats_interval,
         trace=args.trace,
         faults=fault_config(args),
+        fds=tuple(args.fds or ()),
+        banner=args.banner,
     )
 
 
@@ -796,6 +865,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(raw)
     usage = parser.subcommand(args.command) or parser
+    if args.command == "server":
+        try:
+            from_environment = environment_defaults(usage, os.environ)
+        except ConfigError as err:
+            print(f"aioecho: error: {err}", file=sys.stderr)
+            return ExitStatus.USAGE
+        if from_environment:
+            usage.set_defaults(**from_environment)
+            args = parser.parse_args(raw)
     if args.command == "client" and args.udp and args.messages == ["-"]:
         usage.error("--udp sends messages as datagrams: it does not stream stdin (-)")
     if args.command == "client" and args.udp and not all(args.messages):
@@ -813,10 +891,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "server":
             config = server_config(args)
             workers = worker_count(args.workers)
+            inherited, how = inherited_sockets(config) if role is None else (None, "")
             if role is None and workers > 1:
-                loops.run(supervise(config, workers, raw), loop_name)
+                loops.run(supervise(config, workers, raw, inherited, how), loop_name)
             else:
-                loops.run(run_server(config, role), loop_name)
+                loops.run(run_server(config, role, inherited=inherited, how=how), loop_name)
         elif args.command == "bench":
             bench = bench_config(args)
             if role is not None:

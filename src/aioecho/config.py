@@ -251,6 +251,8 @@ class ServerConfig:
     stats_interval: float = 0.0  # seconds between statistics lines; 0: only at shutdown
     trace: bool = False  # log every protocol event (trace.py's protocol classes)
     faults: FaultConfig = FaultConfig()  # misbehaviour on demand (faults.py)
+    fds: tuple[int, ...] = ()  # inherited listening sockets to serve instead of opening any
+    banner: str | None = None  # a line sent on connect: {hostname} {pid} {worker} {port}
 
     def __post_init__(self) -> None:
         if not self.hosts:
@@ -284,6 +286,18 @@ class ServerConfig:
             raise ConfigError("--stats-interval must be zero or more seconds")
         if self.backlog < 1:
             raise ConfigError("--backlog must be at least 1")
+        if any(fd < 3 for fd in self.fds):
+            raise ConfigError("--fd must be 3 or more (0-2 are standard input, output and error)")
+        if self.banner is not None and (self.trace or self.faults.stream):
+            raise ConfigError("--banner does not go with --trace or the stream fault options")
+        if self.banner is not None:
+            try:
+                self.banner.format(hostname="h", pid=1, worker=0, port=1)
+            except (KeyError, IndexError, ValueError) as err:
+                raise ConfigError(
+                    f"--banner: {err}: the fields are {{hostname}}, {{pid}}, {{worker}}, "
+                    "{port} (double a brace to send one)"
+                ) from None
 
 
 @dataclass(frozen=True, kw_only=True)

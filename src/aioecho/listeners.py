@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -23,8 +23,10 @@ from .errors import ListenError, ResolveError
 
 __all__ = [
     "Endpoint",
+    "activated_sockets",
     "announce",
     "bind_all",
+    "inherited_socket",
     "open_sockets",
     "remove_unix_socket",
     "resolve",
@@ -189,8 +191,55 @@ def remove_unix_socket(path: str, inode: int) -> None:
             os.unlink(path)
 
 
-def announce(sockets: Iterable[socket.socket], level: int) -> None:
-    """The 'listening on' line of each socket, which scripts read the port from."""
+def announce(sockets: Iterable[socket.socket], level: int, how: str = "") -> None:
+    """The 'listening on' line of each socket, which scripts read the port from; how: why the
+    socket is ours when we did not open it ('socket activation')."""
+    suffix = f" ({how})" if how else ""
     for sock in sockets:
         udp = sock.type == socket.SOCK_DGRAM
-        _log.log(level, "listening on %s", format_address(sock.getsockname(), udp))
+        _log.log(level, "listening on %s%s", format_address(sock.getsockname(), udp), suffix)
+
+
+# systemd's socket activation protocol (sd_listen_fds(3)): descriptors from 3 on
+LISTEN_FDS_START: Final = 3
+
+
+def activated_sockets(
+    environ: MutableMapping[str, str] = os.environ,
+) -> list[socket.socket] | None:
+    """The sockets systemd (or systemd-socket-activate) handed this process, or None when it
+    was not socket-activated. The variables are removed, so that no child takes them as its
+    own."""
+    pid, count = environ.get("LISTEN_PID"), environ.get("LISTEN_FDS")
+    if pid is None or count is None:
+        return None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        environ.pop(name, None)
+    if not pid.isdigit() or int(pid) != os.getpid():
+        return None  # meant for another process (a parent that passed its environment on)
+    if not count.isdigit() or int(count) < 1:
+        raise ListenError("the sockets of socket activation", f"LISTEN_FDS={count!r}")
+    return [inherited_socket(fd) for fd in range(LISTEN_FDS_START, LISTEN_FDS_START + int(count))]
+
+
+def inherited_socket(fd: int, backlog: int = 1024) -> socket.socket:
+    """The socket at descriptor fd, made ready to serve: non-blocking, listening if a stream."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as err:
+        raise ListenError(f"descriptor {fd}", err) from None
+    try:
+        if sock.type not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            raise ListenError(f"descriptor {fd}", "not a stream or datagram socket")
+        if sock.type == socket.SOCK_STREAM and not sock.getsockopt(
+            socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+        ):
+            sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as err:
+        sock.detach()
+        raise ListenError(f"descriptor {fd}", err) from None
+    except ListenError:
+        sock.detach()
+        raise
+    return sock

@@ -11,10 +11,11 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import os
 import resource
 import socket
 from collections.abc import Callable, Sequence
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from .addresses import describe_target, peer_name
 from .config import DEFAULT_MAX_BUFFER, ServerConfig
@@ -27,7 +28,7 @@ from .stats import StatsSnapshot
 from .tls import HandshakeFailures, TLSAcceptProtocol, server_context
 from .udp import EchoDatagramProtocol
 
-__all__ = ["EchoServerProtocol", "Server", "serve"]
+__all__ = ["BannerEchoServerProtocol", "EchoServerProtocol", "Server", "serve"]
 
 _log = logging.getLogger("aioecho.server")
 _main_log = logging.getLogger("aioecho.main")
@@ -141,6 +142,33 @@ class EchoServerProtocol(asyncio.Protocol):
         _log.log(level, message, *args, extra={"conn": self._name})
 
 
+class BannerEchoServerProtocol(EchoServerProtocol):
+    """The echo, after a line sent on connect (--banner): which instance answered, for a client
+    behind a balancer. A class of its own, so that the plain echo pays nothing for it."""
+
+    __slots__ = ("_banner",)
+
+    def __init__(self, *, banner: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._banner = banner  # formatted but for {port}, the port this connection came to
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._admitted:
+            sockname = transport.get_extra_info("sockname")
+            port = sockname[1] if isinstance(sockname, tuple) else ""
+            self.transport.write(self._banner.replace("{port}", str(port)).encode())
+
+
+def banner_text(template: str, worker: int) -> str:
+    """--banner with {hostname}, {pid} and {worker} filled in ({port} is per connection), as
+    one line."""
+    text = template.format(
+        hostname=socket.gethostname(), pid=os.getpid(), worker=worker, port="{port}"
+    )
+    return text if text.endswith("\n") else text + "\n"
+
+
 class Server:
     """A running echo server, as returned by serve(). Use `async with` or call close().
 
@@ -243,6 +271,7 @@ async def serve(
     *,
     sockets: Sequence[socket.socket] | None = None,
     connection: Callable[[Connections], Callable[[], asyncio.Protocol]] | None = None,
+    worker: int = 0,
 ) -> Server:
     """Listen as config says (TCP, TLS, UDP, Unix socket) and echo for every peer.
 
@@ -251,7 +280,8 @@ async def serve(
     sockets: serve these, already bound (a worker process's), instead of opening any; then
     nothing is announced and no Unix socket file is removed on close. connection: makes the
     protocol factory for stream connections instead of the echo's (the proxy's), given the
-    registry its protocols must join.
+    registry its protocols must join. worker: this process's number among --workers (for
+    --banner).
     """
     config = config or ServerConfig()
     loop = asyncio.get_running_loop()
@@ -272,6 +302,13 @@ async def serve(
             TracingEchoServerProtocol, max_buffer=config.max_buffer, connections=connections
         )
         datagram_protocol = TracingDatagramProtocol
+    if config.banner is not None:
+        factory = functools.partial(
+            BannerEchoServerProtocol,
+            banner=banner_text(config.banner, worker),
+            max_buffer=config.max_buffer,
+            connections=connections,
+        )
     if connection is not None:
         factory = connection(connections)
     elif config.faults.stream or config.faults.datagram:

@@ -91,16 +91,29 @@ def worker_count(requested: int) -> int:
     return requested if requested > 0 else cpus
 
 
-async def supervise(config: ServerConfig, count: int, argv: Sequence[str]) -> None:
-    """Open the shared sockets, run `count` workers with `argv` (the server's own arguments)
-    until SIGINT/SIGTERM, then stop them gracefully."""
+async def supervise(
+    config: ServerConfig,
+    count: int,
+    argv: Sequence[str],
+    inherited: list[socket.socket] | None = None,
+    how: str = "",
+) -> None:
+    """Open the shared sockets (or share `inherited` ones: socket activation, --fd), run
+    `count` workers with `argv` (the server's own arguments) until SIGINT/SIGTERM, then stop
+    them gracefully."""
     loop = asyncio.get_running_loop()
-    reuse_port = hasattr(socket, "SO_REUSEPORT") and config.unix is None
-    target = describe_target(config.hosts, config.port, config.unix)
-    _log.info("starting up on %s with %d workers", target, count)
+    reuse_port = hasattr(socket, "SO_REUSEPORT") and config.unix is None and inherited is None
     if config.tls_cert is not None and config.tls_key is not None:
         server_context(config.tls_cert, config.tls_key)  # fail here, not in every worker
-    sockets, unix_inode = await open_sockets(config, reuse_port=reuse_port, listen=not reuse_port)
+    if inherited is not None:
+        _log.info("starting up with %d workers", count)
+        sockets, unix_inode = inherited, None
+    else:
+        target = describe_target(config.hosts, config.port, config.unix)
+        _log.info("starting up on %s with %d workers", target, count)
+        sockets, unix_inode = await open_sockets(
+            config, reuse_port=reuse_port, listen=not reuse_port
+        )
     shared = [s for s in sockets if not (reuse_port and s.type == socket.SOCK_STREAM)]
     fds = [s.fileno() for s in shared]
     for fd in fds:
@@ -115,7 +128,7 @@ async def supervise(config: ServerConfig, count: int, argv: Sequence[str]) -> No
         lambda: asyncio.StreamReaderProtocol(ready), os.fdopen(ready_read, "rb", 0)
     )
     command = [sys.executable, "-m", "aioecho", *argv]
-    if config.unix is None:  # port 0 becomes the port the supervisor reserved
+    if config.unix is None and inherited is None:  # port 0: the port the supervisor reserved
         command += ["--port", str(port)]
     failure: list[str] = []
 
@@ -166,7 +179,7 @@ async def supervise(config: ServerConfig, count: int, argv: Sequence[str]) -> No
     loop.add_signal_handler(signal.SIGUSR1, forward, signal.SIGUSR1)
     running = asyncio.gather(*(keep_running(n) for n in range(1, count + 1)))
     try:
-        await _announce_when_ready(ready, count, sockets, running)
+        await _announce_when_ready(ready, count, sockets, running, how)
         await running
     finally:
         ready_transport.close()
@@ -185,13 +198,14 @@ async def _announce_when_ready(
     count: int,
     sockets: list[socket.socket],
     running: asyncio.Future[list[None]],
+    how: str,
 ) -> None:
     """Print the listening lines once every first worker serves (or the workers are gone)."""
     waiting = asyncio.ensure_future(ready.readexactly(count))
     either: set[asyncio.Future[Any]] = {waiting, running}
     await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     if waiting.done():
-        announce(sockets, NOTICE)
+        announce(sockets, NOTICE, how)
     else:
         waiting.cancel()
 

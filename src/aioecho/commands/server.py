@@ -8,16 +8,18 @@ import contextlib
 import logging
 import resource
 import signal
+import socket
 from collections.abc import Callable
 
 from .. import loops
 from ..config import ServerConfig
+from ..listeners import activated_sockets, announce, inherited_socket
 from ..logs import NOTICE, LoopErrorLog
 from ..registry import Connections
 from ..server import FD_RESERVE, Server, serve
 from ..workers import WorkerRole, report_ready, stop_when_orphaned, worker_sockets
 
-__all__ = ["STOP_SIGNALS", "raise_open_file_limit", "run_server"]
+__all__ = ["STOP_SIGNALS", "inherited_sockets", "raise_open_file_limit", "run_server"]
 
 _main_log = logging.getLogger("aioecho.main")
 _stats_log = logging.getLogger("aioecho.stats")
@@ -37,14 +39,28 @@ def raise_open_file_limit(wanted: int) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
+def inherited_sockets(config: ServerConfig) -> tuple[list[socket.socket] | None, str]:
+    """The listening sockets this process was given rather than asked to open, and how:
+    systemd's socket activation (LISTEN_FDS), or --fd."""
+    activated = activated_sockets()
+    if activated is not None:
+        return activated, "socket activation"
+    if config.fds:
+        return [inherited_socket(fd, config.backlog) for fd in config.fds], "inherited"
+    return None, ""
+
+
 async def run_server(
     config: ServerConfig,
     role: WorkerRole | None = None,
     *,
     connection: Callable[[Connections], Callable[[], asyncio.Protocol]] | None = None,
+    inherited: list[socket.socket] | None = None,
+    how: str = "",
 ) -> None:
     """The server until a stop signal; role: set when this process is one of --workers.
-    connection: another protocol than the echo's for stream connections (serve())."""
+    connection: another protocol than the echo's for stream connections (serve()).
+    inherited: sockets to serve instead of opening any (inherited_sockets())."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrorLog())
     _main_log.info("using %s", loops.describe(loop))
@@ -64,9 +80,12 @@ async def run_server(
     watcher = None
     if role is not None:
         sockets = await worker_sockets(config, role)
-        server = await serve(config, sockets=sockets, connection=connection)
+        server = await serve(config, sockets=sockets, connection=connection, worker=role.number)
         report_ready(role)
         watcher = asyncio.ensure_future(stop_when_orphaned(stop, role))
+    elif inherited is not None:
+        announce(inherited, NOTICE, how)
+        server = await serve(config, sockets=inherited, connection=connection)
     else:
         server = await serve(config, connection=connection)
     ticker = asyncio.ensure_future(_every(config.stats_interval, log_stats))

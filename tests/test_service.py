@@ -1,0 +1,194 @@
+"""Running as a service: settings from the environment, systemd socket activation and --fd,
+and --banner behind a real HAProxy."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from support import (
+    WAIT,
+    ServerProcess,
+    free_port,
+    peer,
+    require_tool,
+    run_cli,
+)
+
+
+def read_line(sock: socket.socket) -> bytes:
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = sock.recv(1)
+        assert chunk, f"closed after {line!r}"
+        line += chunk
+    return line
+
+
+def echo_once(port: int, data: bytes = b"hello") -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        sock.sendall(data)
+        return sock.recv(100)
+
+
+def test_every_option_can_come_from_the_environment() -> None:
+    env = {"AIOECHO_HOST": "127.0.0.1", "AIOECHO_PORT": "0", "AIOECHO_TCP": "1",
+           "AIOECHO_UDP": "yes", "AIOECHO_MAX_BUFFER": "1MiB", "AIOECHO_QUIET": "1"}  # fmt: skip
+    with ServerProcess(env=env) as server:
+        server.start(listeners=2)
+        assert [a for a, _ in server.addresses] == ["127.0.0.1", "127.0.0.1"]
+        assert echo_once(server.port) == b"hello"
+        assert server.stop() == 0
+    assert not [ln for ln in server.lines if "connection accepted" in ln]  # AIOECHO_QUIET
+
+
+def test_a_port_from_the_environment_and_the_command_line_winning() -> None:
+    port = free_port()
+    with ServerProcess("-q", env={"AIOECHO_PORT": str(port), "AIOECHO_HOST": "127.0.0.1"}) as s:
+        s.start()
+        assert s.port == port
+    with ServerProcess("-q", "--port", "0", env={"AIOECHO_PORT": "1",
+                                                 "AIOECHO_HOST": "127.0.0.1"}) as s:  # fmt: skip
+        s.start()
+        assert s.port not in (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"AIOECHO_PORT": "x"}, "aioecho: error: AIOECHO_PORT='x': invalid port 'x'"),
+        ({"AIOECHO_UDP": "maybe"}, "aioecho: error: AIOECHO_UDP='maybe': a flag is 1 or 0"),
+        ({"AIOECHO_LOOP": "tokio"}, "aioecho: error: AIOECHO_LOOP='tokio': must be one of"),
+        ({"AIOECHO_MAX_BUFFER": "0"}, "aioecho: error: --max-buffer must be at least 1 byte"),
+    ],
+)
+def test_a_bad_value_in_the_environment_is_one_line_naming_it(
+    env: dict[str, str], message: str
+) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "aioecho", "server"],
+        env={**os.environ, **env},
+        capture_output=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), lines
+
+
+def test_help_says_once_that_the_environment_works() -> None:
+    text = run_cli("server", "--help").stdout.decode()
+    assert text.count("AIOECHO_<OPTION>") == 1
+
+
+@pytest.mark.timeout(60)
+def test_systemd_socket_activation_tcp_and_udp() -> None:
+    activate = require_tool("systemd-socket-activate")
+    port = free_port()
+    with ServerProcess("-q", command=[activate, "-l", f"127.0.0.1:{port}"]) as server:
+        server.wait_for_line(rf"^Listening on 127\.0\.0\.1:{port} as 3\.$")
+        assert echo_once(port) == b"hello"  # the first connection starts the server
+        line = server.wait_for_line(r"^main: listening on ")
+        assert line == f"main: listening on 127.0.0.1 port {port} (socket activation)"
+        assert echo_once(port, b"again") == b"again"
+        assert server.stop() == 0
+    port = free_port(socket.SOCK_DGRAM)
+    with ServerProcess("-q", command=[activate, "--datagram", "-l", f"127.0.0.1:{port}"]) as udp:
+        udp.wait_for_line(rf"^Listening on 127\.0\.0\.1:{port} as 3\.$")
+        client = run_cli("client", "-q", "--udp", "--host", "127.0.0.1", "--port", str(port), "hi")
+        assert client.returncode == 0, client.stderr
+        line = udp.wait_for_line(r"^main: listening on ")
+        assert line == f"main: listening on 127.0.0.1 port {port} (udp) (socket activation)"
+
+
+def test_fd_serves_an_inherited_socket() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        port = listener.getsockname()[1]
+        fd = listener.fileno()
+        with ServerProcess("-q", "--fd", str(fd), pass_fds=[fd]) as server:
+            server.start()
+            assert server.lines[-1] == f"main: listening on 127.0.0.1 port {port} (inherited)"
+            assert echo_once(port) == b"hello"
+            assert server.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fd", "1"], "--fd: invalid number 1: must be 3 or more"),
+        (["--fd", "3", "--port", "7"], "--fd serves a socket already made"),
+        (["--fd", "99"], "cannot listen on descriptor 99: bad file descriptor"),
+        (["--banner", "{nope}"], "--banner: 'nope': the fields are {hostname}, {pid}"),
+        (["--banner", "x", "--delay", "1"], "--banner does not go with --trace or the stream"),
+    ],
+)
+def test_service_option_errors_are_one_line(args: list[str], message: str) -> None:
+    result = run_cli("server", *args)
+    assert result.returncode in (1, 2)
+    lines = [ln for ln in result.stderr.decode().splitlines() if "error" in ln]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_banner_comes_first_then_the_echo() -> None:
+    banner = "served by {hostname} pid {pid} worker {worker} port {port}"
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0", "--banner", banner) as server:
+        server.start()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+            line = read_line(sock).decode()
+            sock.sendall(b"echo")
+            assert sock.recv(100) == b"echo"
+    hostname = socket.gethostname()
+    assert line == f"served by {hostname} pid {server.proc.pid} worker 0 port {server.port}\n"
+
+
+HAPROXY = """\
+global
+    maxconn 100
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend echo
+    bind 127.0.0.1:{port}
+    default_backend servers
+backend servers
+    balance roundrobin
+{servers}
+"""
+
+
+@pytest.mark.timeout(60)
+def test_two_banner_servers_behind_haproxy_answer_in_turn(tmp_path: Path) -> None:
+    haproxy = require_tool("haproxy")
+    servers = [
+        ServerProcess("-q", "--host", "127.0.0.1", "--port", "0", "--banner", "served by {port}")
+        for _ in range(2)
+    ]
+    try:
+        ports = [server.start().port for server in servers]
+        front = free_port()
+        config = tmp_path / "haproxy.cfg"
+        backends = "".join(f"    server s{p} 127.0.0.1:{p}\n" for p in ports)
+        config.write_text(HAPROXY.format(port=front, servers=backends))
+        with peer([haproxy, "-db", "-f", str(config)], front):
+            answers = []
+            for _ in range(4):
+                with socket.create_connection(("127.0.0.1", front), timeout=WAIT) as sock:
+                    answers.append(read_line(sock).decode().strip())
+                    sock.sendall(b"x")
+                    assert sock.recv(10) == b"x"
+    finally:
+        for server in servers:
+            server.__exit__()
+    assert answers[0] != answers[1] and answers[0::2] == [answers[0]] * 2
+    assert sorted(set(answers)) == sorted(f"served by {p}" for p in ports)
