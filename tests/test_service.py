@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,9 +70,6 @@ def test_a_port_from_the_environment_and_the_command_line_winning() -> None:
 def test_a_bad_value_in_the_environment_is_one_line_naming_it(
     env: dict[str, str], message: str
 ) -> None:
-    import subprocess
-    import sys
-
     result = subprocess.run(
         [sys.executable, "-m", "aioecho", "server"],
         env={**os.environ, **env},
@@ -192,3 +191,23 @@ def test_two_banner_servers_behind_haproxy_answer_in_turn(tmp_path: Path) -> Non
             server.__exit__()
     assert answers[0] != answers[1] and answers[0::2] == [answers[0]] * 2
     assert sorted(set(answers)) == sorted(f"served by {p}" for p in ports)
+
+
+def test_the_shipped_systemd_units_verify(tmp_path: Path) -> None:
+    analyze = require_tool("systemd-analyze")
+    units = Path(__file__).resolve().parent.parent / "deploy" / "systemd"
+    aioecho = Path(sys.executable).with_name("aioecho")
+    for name in ("aioecho.socket", "aioecho.service"):
+        text = (units / name).read_text().replace("/usr/local/bin/aioecho", str(aioecho))
+        (tmp_path / name).write_text(text)
+    result = subprocess.run(
+        [analyze, "verify", str(tmp_path / "aioecho.socket"), str(tmp_path / "aioecho.service")],
+        capture_output=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    exec_start = next(
+        ln.split("=", 1)[1] for ln in text.splitlines() if ln.startswith("ExecStart=")
+    )
+    assert exec_start.split()[1:] == ["server", "--stats-interval", "60"]
