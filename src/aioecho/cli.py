@@ -418,6 +418,12 @@ def build_parser() -> _Parser:
         "socket activation (LISTEN_FDS) is taken without it",
     )
     server.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        help="every connection starts with a PROXY protocol header (v1 or v2, from HAProxy "
+        "and others): the client's address in it is the one logged",
+    )
+    server.add_argument(
         "--banner",
         metavar="TEXT",
         help="a line sent on connect, before any echo: {hostname}, {pid}, {worker} and {port} "
@@ -834,6 +840,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         faults=fault_config(args),
         fds=tuple(args.fds or ()),
         banner=args.banner,
+        proxy_protocol=args.proxy_protocol,
     )
 
 

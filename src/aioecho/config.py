@@ -253,6 +253,7 @@ class ServerConfig:
     faults: FaultConfig = FaultConfig()  # misbehaviour on demand (faults.py)
     fds: tuple[int, ...] = ()  # inherited listening sockets to serve instead of opening any
     banner: str | None = None  # a line sent on connect: {hostname} {pid} {worker} {port}
+    proxy_protocol: bool = False  # every connection starts with a PROXY protocol header
 
     def __post_init__(self) -> None:
         if not self.hosts:
@@ -286,6 +287,12 @@ class ServerConfig:
             raise ConfigError("--stats-interval must be zero or more seconds")
         if self.backlog < 1:
             raise ConfigError("--backlog must be at least 1")
+        if self.proxy_protocol and self.tls_cert is not None:
+            raise ConfigError(
+                "--proxy-protocol with TLS is not supported yet: let the balancer terminate TLS"
+            )
+        if self.proxy_protocol and not self.tcp:
+            raise ConfigError("--proxy-protocol is for stream connections: add --tcp")
         if any(fd < 3 for fd in self.fds):
             raise ConfigError("--fd must be 3 or more (0-2 are standard input, output and error)")
         if self.banner is not None and (self.trace or self.faults.stream):

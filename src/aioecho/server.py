@@ -335,6 +335,10 @@ async def serve(
             connections=connections,
             failures=tls_failures,
         )
+    if config.proxy_protocol:  # outermost: the header comes before anything else
+        from .balancer import ProxyHeaderProtocol
+
+        factory = functools.partial(ProxyHeaderProtocol, factory, connections=connections)
     unix_inode = None
     if sockets is None:
         _main_log.info("starting up on %s", describe_target(config.hosts, config.port, config.unix))

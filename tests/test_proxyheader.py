@@ -1,0 +1,112 @@
+"""The PROXY protocol header parser (v1 and v2), and --proxy-protocol behind a real HAProxy."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from pathlib import Path
+
+import pytest
+
+from aioecho.proxyheader import V2_SIGNATURE, ProxyHeader, ProxyHeaderError, parse
+from support import WAIT, ServerProcess, free_port, peer, require_tool
+
+V1 = b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n"
+
+
+def v2(command: int = 1, family: int = 0x11, body: bytes | None = None) -> bytes:
+    if body is None:
+        body = socket.inet_aton("192.0.2.1") + socket.inet_aton("198.51.100.2")
+        body += struct.pack("!HH", 56324, 443)
+    return V2_SIGNATURE + bytes([0x20 | command, family]) + struct.pack("!H", len(body)) + body
+
+
+def test_v1() -> None:
+    assert parse(V1 + b"payload") == ProxyHeader(
+        ("192.0.2.1", 56324), ("198.51.100.2", 443), len(V1), 1
+    )
+    six = b"PROXY TCP6 2001:db8::1 2001:db8::2 1 2\r\n"
+    assert parse(six) == ProxyHeader(("2001:db8::1", 1), ("2001:db8::2", 2), len(six), 1)
+    assert parse(b"PROXY UNKNOWN\r\n") == ProxyHeader(None, None, 15, 1)
+
+
+def test_v2_ipv4_ipv6_local_and_tlvs_skipped() -> None:
+    header = parse(v2())
+    assert header is not None and header.source == ("192.0.2.1", 56324)
+    six = socket.inet_pton(socket.AF_INET6, "2001:db8::1") * 2 + struct.pack("!HH", 7, 8)
+    tlv = b"\x04\x00\x02ab"  # a NOOP TLV after the addresses
+    header = parse(v2(family=0x21, body=six + tlv) + b"rest")
+    assert header == ProxyHeader(("2001:db8::1", 7), ("2001:db8::1", 8), 16 + len(six + tlv), 2)
+    assert parse(v2(command=0, body=b"")) == ProxyHeader(None, None, 16, 2)
+
+
+def test_partial_headers_wait_for_more() -> None:
+    for data in (V1, v2()):
+        assert all(parse(data[:n]) is None for n in range(1, len(data)))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET / HTTP/1.1\r\n",
+        b"PROXY TCP4 192.0.2.1 198.51.100.2 56324\r\n",
+        b"PROXY TCP4 2001:db8::1 198.51.100.2 1 2\r\n",
+        b"PROXY TCP4 192.0.2.1 198.51.100.2 1 99999\r\n",
+        b"PROXY TCP4 " + b"1" * 120,
+        V2_SIGNATURE[:11] + b"X",
+        V2_SIGNATURE + b"\x10\x11\x00\x00",  # version 1 in a v2 block
+        V2_SIGNATURE + b"\x21\x11\xff\xff",  # 65535 bytes of addresses: refused
+    ],
+)
+def test_bad_headers_are_refused(data: bytes) -> None:
+    with pytest.raises(ProxyHeaderError):
+        parse(data)
+
+
+HAPROXY = """\
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend echo
+    bind 127.0.0.1:{front}
+    default_backend servers
+backend servers
+    server echo 127.0.0.1:{port} {option}
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("option", ["send-proxy", "send-proxy-v2"])
+def test_behind_haproxy_the_client_address_is_logged(tmp_path: Path, option: str) -> None:
+    haproxy = require_tool("haproxy")
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "--proxy-protocol") as server:
+        server.start()
+        front = free_port()
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(HAPROXY.format(front=front, port=server.port, option=option))
+        with peer([haproxy, "-db", "-f", str(config)], front):
+            with socket.create_connection(("127.0.0.1", front), timeout=WAIT) as sock:
+                own_port = sock.getsockname()[1]
+                sock.sendall(b"through haproxy")
+                assert sock.recv(100) == b"through haproxy"
+            line = server.wait_for_line(rf"^EchoServer_127\.0\.0\.1_{own_port}: closing$")
+        assert line  # the client's own address and port, not HAProxy's
+
+
+def test_a_connection_without_a_header_is_closed_with_one_line() -> None:
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "--proxy-protocol") as server:
+        server.start()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+            sock.sendall(b"hello, no header\r\n")
+            assert sock.recv(100) == b""  # closed without an echo
+            name = f"EchoServer_127.0.0.1_{sock.getsockname()[1]}"
+        line = server.wait_for_line(rf"^{name}: closing")
+        assert line == f"{name}: closing: no PROXY protocol header"
+        # a header sent in pieces, then the payload: echoed without the header
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+            for piece in (V1[:5], V1[5:20], V1[20:], b"payload"):
+                sock.sendall(piece)
+            assert sock.recv(100) == b"payload"
+        server.wait_for_line(r"^EchoServer_192\.0\.2\.1_56324: connection accepted$")
