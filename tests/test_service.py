@@ -3,6 +3,7 @@ and --banner behind a real HAProxy."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -211,3 +212,18 @@ def test_the_shipped_systemd_units_verify(tmp_path: Path) -> None:
         ln.split("=", 1)[1] for ln in text.splitlines() if ln.startswith("ExecStart=")
     )
     assert exec_start.split()[1:] == ["server", "--stats-interval", "60"]
+
+
+def test_log_format_json_is_an_object_per_line_with_the_peer() -> None:
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "--log-format", "json") as server:
+        server.wait_for_line(r'"message": "listening on ')
+        port = int(json.loads(server.wait_for_line(r'"listening on '))["message"].split()[-1])
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+            sock.sendall(b"x")
+            assert sock.recv(10) == b"x"
+            peer_name = f"EchoServer_127.0.0.1_{sock.getsockname()[1]}"
+        line = json.loads(server.wait_for_line(r'"message": "closing"'))
+        assert server.stop() == 0
+    assert line["peer"] == peer_name and line["level"] == "info"
+    assert line["logger"] == "aioecho.server" and line["time"].endswith("Z")
+    assert all(json.loads(ln) for ln in server.lines if ln != "<EOF>")

@@ -42,7 +42,7 @@ from .config import (
     parse_target,
 )
 from .errors import AioechoError, ConfigError, ExitStatus
-from .logs import configure
+from .logs import LOG_FORMATS, configure
 from .workers import WorkerRole, supervise, worker_count
 
 __all__ = ["build_parser", "main"]
@@ -416,6 +416,13 @@ def build_parser() -> _Parser:
         metavar="N",
         help="serve the listening socket at descriptor N, inherited (repeatable); systemd's "
         "socket activation (LISTEN_FDS) is taken without it",
+    )
+    server.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text (NAME: message, as the seed prints) or json (an object per line: time, "
+        "level, logger, message, peer) (default %(default)s)",
     )
     server.add_argument(
         "--proxy-protocol",
@@ -893,6 +900,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             1 if args.verbose else -1 if args.quiet else 0,
             tag=tag,
             trace=getattr(args, "trace", False),
+            log_format=getattr(args, "log_format", "text"),
         )
         loop_name = _loop_name(args.loop)
         if args.command == "server":

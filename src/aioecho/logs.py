@@ -9,6 +9,8 @@ formatter shows in place of the logger name.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -16,7 +18,15 @@ from typing import Any, Final, TextIO
 
 from .errors import describe_os_error
 
-__all__ = ["NOTICE", "ConnectionLog", "FloodCounter", "LoopErrorLog", "configure", "preview"]
+__all__ = [
+    "LOG_FORMATS",
+    "NOTICE",
+    "ConnectionLog",
+    "FloodCounter",
+    "LoopErrorLog",
+    "configure",
+    "preview",
+]
 
 # Between INFO and WARNING: lines that scripts read (the listening port), shown even with -q.
 NOTICE: Final = 25
@@ -78,16 +88,54 @@ class _SeedFormatter(logging.Formatter):
         return super().format(record)
 
 
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers: time (ISO 8601, UTC), level, logger, message,
+    and peer (the connection's name) and worker where they apply."""
+
+    def __init__(self, tag: str | None) -> None:
+        super().__init__()
+        self._tag = tag
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        peer = getattr(record, "conn", None)
+        if peer is not None:
+            document["peer"] = peer
+        if self._tag is not None:
+            document["worker"] = self._tag
+        if record.exc_info:
+            document["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(document)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+LOG_FORMATS: Final = ("text", "json")
+
+
 def configure(
-    verbosity: int, stream: TextIO | None = None, tag: str | None = None, trace: bool = False
+    verbosity: int,
+    stream: TextIO | None = None,
+    tag: str | None = None,
+    trace: bool = False,
+    log_format: str = "text",
 ) -> None:
     """Send log lines to stderr. verbosity: -1 quiet (NOTICE), 0 INFO, 1 DEBUG (with asyncio's).
     tag: a prefix for every line (a worker process's name). trace: show the `aioecho.trace`
-    lines (--trace) whatever the verbosity."""
+    lines (--trace) whatever the verbosity. log_format: 'text' (the seed's `NAME: message`) or
+    'json' (an object per line)."""
     logging.getLogger("aioecho.trace").setLevel(logging.INFO if trace else logging.WARNING)
     level = {-1: NOTICE, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(_SeedFormatter(tag))
+    formatter = _JsonFormatter(tag) if log_format == "json" else _SeedFormatter(tag)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
