@@ -323,3 +323,13 @@ def peer(command: list[str], port: int, udp: bool = False, **popen: Any) -> Iter
     finally:
         proc.kill()
         proc.wait(WAIT)
+
+
+# HAProxy in TCP mode, in front of the servers a test starts (the tests add frontend and backend)
+HAPROXY_DEFAULTS = """\
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+"""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aioecho.proxyheader import V2_SIGNATURE, ProxyHeader, ProxyHeaderError, parse
-from support import WAIT, ServerProcess, free_port, peer, require_tool
+from support import HAPROXY_DEFAULTS, WAIT, ServerProcess, free_port, peer, require_tool
 
 V1 = b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n"
 
@@ -63,18 +63,16 @@ def test_bad_headers_are_refused(data: bytes) -> None:
         parse(data)
 
 
-HAPROXY = """\
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
+HAPROXY = (
+    HAPROXY_DEFAULTS
+    + """\
 frontend echo
     bind 127.0.0.1:{front}
     default_backend servers
 backend servers
     server echo 127.0.0.1:{port} {option}
 """
+)
 
 
 @pytest.mark.timeout(60)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from support import (
+    HAPROXY_DEFAULTS,
     WAIT,
     ServerProcess,
     free_port,
@@ -150,14 +151,9 @@ def test_banner_comes_first_then_the_echo() -> None:
     assert line == f"served by {hostname} pid {server.proc.pid} worker 0 port {server.port}\n"
 
 
-HAPROXY = """\
-global
-    maxconn 100
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
+HAPROXY = (
+    HAPROXY_DEFAULTS
+    + """\
 frontend echo
     bind 127.0.0.1:{port}
     default_backend servers
@@ -165,6 +161,7 @@ backend servers
     balance roundrobin
 {servers}
 """
+)
 
 
 @pytest.mark.timeout(60)
