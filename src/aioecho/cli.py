@@ -822,7 +822,9 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
 def server_config(args: argparse.Namespace) -> ServerConfig:
     if args.unix is not None and (args.hosts or _given(args, "port")):
         raise ConfigError("--unix listens on a socket file: it does not go with --host or --port")
-    if args.fds and (args.unix is not None or args.hosts or _given(args, "port")):
+    # the server's own options (the proxy listens through this mapping too, without them)
+    fds = tuple(getattr(args, "fds", None) or ())
+    if fds and (args.unix is not None or args.hosts or _given(args, "port")):
         raise ConfigError(
             "--fd serves a socket already made: it does not go with --host, --port or --unix"
         )
@@ -845,9 +847,9 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         stats_interval=args.stats_interval,
         trace=args.trace,
         faults=fault_config(args),
-        fds=tuple(args.fds or ()),
-        banner=args.banner,
-        proxy_protocol=args.proxy_protocol,
+        fds=fds,
+        banner=getattr(args, "banner", None),
+        proxy_protocol=getattr(args, "proxy_protocol", False),
     )
 
 
