@@ -418,6 +418,13 @@ def build_parser() -> _Parser:
         "socket activation (LISTEN_FDS) is taken without it",
     )
     server.add_argument(
+        "--metrics",
+        type=_checked(parse_target),
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics, /healthz and /readyz over HTTP there (needs the "
+        "metrics extra: pip install 'aioecho[metrics]')",
+    )
+    server.add_argument(
         "--log-format",
         choices=LOG_FORMATS,
         default="text",
@@ -850,6 +857,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         fds=fds,
         banner=getattr(args, "banner", None),
         proxy_protocol=getattr(args, "proxy_protocol", False),
+        metrics=getattr(args, "metrics", None),
     )
 
 
@@ -908,6 +916,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "server":
             config = server_config(args)
             workers = worker_count(args.workers)
+            if workers > 1 and config.metrics is not None:
+                raise ConfigError("--metrics does not go with --workers yet (one port each?)")
             inherited, how = inherited_sockets(config) if role is None else (None, "")
             if role is None and workers > 1:
                 loops.run(supervise(config, workers, raw, inherited, how), loop_name)

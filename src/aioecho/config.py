@@ -254,6 +254,7 @@ class ServerConfig:
     fds: tuple[int, ...] = ()  # inherited listening sockets to serve instead of opening any
     banner: str | None = None  # a line sent on connect: {hostname} {pid} {worker} {port}
     proxy_protocol: bool = False  # every connection starts with a PROXY protocol header
+    metrics: tuple[str, int] | None = None  # where to serve /metrics, /healthz and /readyz
 
     def __post_init__(self) -> None:
         if not self.hosts:

@@ -209,6 +209,11 @@ class Server:
         return (self.addresses or self.udp_addresses)[0][1]
 
     @property
+    def draining(self) -> bool:
+        """True from the moment close() began: no longer accepting (for /readyz)."""
+        return self._closing is not None
+
+    @property
     def open_connections(self) -> int:
         return len(self._connections)
 

@@ -88,6 +88,11 @@ async def run_server(
         server = await serve(config, sockets=inherited, connection=connection)
     else:
         server = await serve(config, connection=connection)
+    endpoint = None
+    if config.metrics is not None:
+        from ..metrics import start_metrics
+
+        endpoint = await start_metrics(server, config.metrics, loops.describe(loop), NOTICE)
     ticker = asyncio.ensure_future(_every(config.stats_interval, log_stats))
     await stop.wait()
     ticker.cancel()
@@ -103,6 +108,8 @@ async def run_server(
             config.drain_timeout,
         )
     await server.close()
+    if endpoint is not None:  # after the drain: /readyz said 503 all along it
+        await endpoint.close()
     log_stats(logging.INFO)
 
 

@@ -1,0 +1,228 @@
+"""--metrics HOST:PORT: Prometheus metrics and health checks over HTTP, served on the server's
+own event loop (no thread), on a listener of their own.
+
+    /metrics  the server's counters in Prometheus's text format (prometheus_client), read from
+              the server's statistics at scrape time: nothing is counted twice, and the echo's
+              hot path does nothing for it
+    /healthz  200 while the process serves
+    /readyz   200 while it accepts connections; 503 from the moment draining starts, so that a
+              balancer stops sending before connections are cut
+
+HTTP is parsed by h11, bounded: a request head of at most 8 KiB, 10 s to send it, and anything
+but GET or HEAD of those three paths is a 404 or 405. prometheus_client and h11 are an optional
+extra: `pip install 'aioecho[metrics]'`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import platform
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from . import __version__
+from .errors import AioechoError, ListenError
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["MetricsEndpoint", "start_metrics"]
+
+_log = logging.getLogger("aioecho.main")
+
+MAX_HEAD: Final = 8 * 1024  # bytes of request line and headers
+REQUEST_TIMEOUT: Final = 10.0  # seconds for a request to arrive whole
+MISSING = "--metrics needs prometheus_client and h11: pip install 'aioecho[metrics]'"
+
+
+class _ServerCollector:
+    """The server's statistics as Prometheus metric families, built at each scrape."""
+
+    def __init__(self, server: Server, loop_name: str) -> None:
+        self._server = server
+        self._loop_name = loop_name
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            InfoMetricFamily,
+        )
+
+        stats = self._server.stats()
+        counters = (
+            ("connections_accepted", "Connections taken on", stats.accepted),
+            ("connections_refused", "Closed at once (--max-connections)", stats.refused),
+            ("connections_idle_closed", "Closed by --idle-timeout", stats.idle_closed),
+            ("connections_reset", "Lost with an error (reset, broken pipe)", stats.resets),
+            ("received_bytes", "Payload bytes received", stats.bytes_in),
+            ("sent_bytes", "Payload bytes echoed", stats.bytes_out),
+            ("datagrams_echoed", "UDP datagrams echoed", stats.datagrams_echoed),
+            ("datagrams_dropped", "UDP datagrams dropped (--udp-rate)", stats.datagrams_dropped),
+        )
+        for name, text, value in counters:
+            yield CounterMetricFamily(f"aioecho_{name}", text, value=value)
+        yield GaugeMetricFamily("aioecho_connections_open", "Connections open now", stats.active)
+        yield GaugeMetricFamily(
+            "aioecho_ready", "1 while accepting, 0 once draining", 0 if self._server.draining else 1
+        )
+        yield InfoMetricFamily(
+            "aioecho_build",
+            "Version, event loop and Python",
+            value={
+                "version": __version__,
+                "loop": self._loop_name,
+                "python": platform.python_version(),
+            },
+        )
+
+
+class _HttpProtocol(asyncio.Protocol):
+    """One HTTP/1.1 client connection, requests answered in turn (keep-alive)."""
+
+    def __init__(self, endpoint: MetricsEndpoint) -> None:
+        import h11
+
+        self._h11 = h11
+        self._endpoint = endpoint
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self._timer: asyncio.TimerHandle | None = None
+        self.transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self._endpoint.clients.add(self.transport)
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, self.transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        self._conn.receive_data(data)
+        self._process()
+
+    def _process(self) -> None:
+        h11 = self._h11
+        while True:
+            try:
+                event = self._conn.next_event()
+            except h11.RemoteProtocolError:
+                self._send_error(400, b"bad request\n")
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                break
+            if isinstance(event, h11.Request):
+                self._answer(event)
+            elif isinstance(event, h11.ConnectionClosed):
+                self.transport.close()
+                return
+        if self._conn.our_state is h11.DONE and self._conn.their_state is h11.DONE:
+            self._conn.start_next_cycle()
+            self._arm()
+            if self._conn.trailing_data[0]:  # a pipelined request is waiting
+                self._process()
+        elif self._conn.our_state is h11.MUST_CLOSE:
+            self.transport.close()
+
+    def eof_received(self) -> bool:
+        return False  # a client that is done: close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._endpoint.clients.discard(self.transport)
+
+    def _answer(self, request: Any) -> None:
+        method = request.method.decode("ascii", "replace")
+        path = request.target.decode("ascii", "replace").split("?", 1)[0]
+        handler = self._endpoint.routes.get(path)
+        if handler is None:
+            status, kind, body = 404, "text/plain; charset=utf-8", b"not found\n"
+        elif method not in ("GET", "HEAD"):
+            status, kind, body = 405, "text/plain; charset=utf-8", b"method not allowed\n"
+        else:
+            status, kind, body = handler()
+        self._send(status, kind, b"" if method == "HEAD" else body, len(body))
+
+    def _send(self, status: int, kind: str, body: bytes, length: int) -> None:
+        h11 = self._h11
+        headers = [("content-type", kind), ("content-length", str(length))]
+        if status == 405:
+            headers.append(("allow", "GET, HEAD"))
+        reason = http.HTTPStatus(status).phrase.encode()
+        response = h11.Response(status_code=status, headers=headers, reason=reason)
+        self.transport.write(self._conn.send(response))
+        if body:
+            self.transport.write(self._conn.send(h11.Data(data=body)))
+        self.transport.write(self._conn.send(h11.EndOfMessage()))
+
+    def _send_error(self, status: int, body: bytes) -> None:
+        if self._conn.our_state in (self._h11.IDLE, self._h11.SEND_RESPONSE):
+            self._send(status, "text/plain; charset=utf-8", body, len(body))
+        self.transport.close()
+
+
+class MetricsEndpoint:
+    """The HTTP listener for /metrics, /healthz and /readyz of one server."""
+
+    def __init__(self, server: Server, loop_name: str) -> None:
+        try:
+            import h11  # noqa: F401
+            from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+            from prometheus_client.exposition import CONTENT_TYPE_LATEST
+        except ImportError:
+            raise AioechoError(MISSING) from None
+        self._server = server
+        self._registry = CollectorRegistry()
+        self._registry.register(_ServerCollector(server, loop_name))
+        ProcessCollector(registry=self._registry)
+        self._generate = generate_latest
+        self._content_type = CONTENT_TYPE_LATEST
+        self.routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
+            "/metrics": self._metrics,
+            "/healthz": lambda: (200, "text/plain; charset=utf-8", b"ok\n"),
+            "/readyz": self._ready,
+        }
+        self._listener: asyncio.Server | None = None
+        self.clients: set[asyncio.Transport] = set()
+
+    def _metrics(self) -> tuple[int, str, bytes]:
+        return 200, self._content_type, self._generate(self._registry)
+
+    def _ready(self) -> tuple[int, str, bytes]:
+        if self._server.draining:
+            return 503, "text/plain; charset=utf-8", b"draining\n"
+        return 200, "text/plain; charset=utf-8", b"ready\n"
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        try:
+            self._listener = await loop.create_server(lambda: _HttpProtocol(self), host, port)
+        except OSError as err:
+            raise ListenError(f"{host} port {port} (--metrics)", err) from None
+        return cast(tuple[str, int], self._listener.sockets[0].getsockname()[:2])
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            for client in list(self.clients):  # keep-alive scrapers: not waited for
+                client.abort()
+            await self._listener.wait_closed()
+
+
+async def start_metrics(
+    server: Server, where: tuple[str, int], loop_name: str, level: int
+) -> MetricsEndpoint:
+    """Serve server's metrics and health at where; log the line scripts read the port from."""
+    endpoint = MetricsEndpoint(server, loop_name)
+    host, port = await endpoint.start(*where)
+    _log.log(level, "metrics on http://%s/metrics (and /healthz, /readyz)", _url_host(host, port))
+    return endpoint
+
+
+def _url_host(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
