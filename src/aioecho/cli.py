@@ -497,7 +497,23 @@ def build_parser() -> _Parser:
     _bench_parser(commands)
     _ping_parser(commands)
     _check_parser(commands)
+    completion = commands.add_parser(
+        "completion",
+        help="print a shell completion script (bash or zsh)",
+        description="Print a completion script for aioecho's commands and options, generated "
+        "from this parser (shtab).",
+        epilog=COMPLETION_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete in")
     return parser
+
+
+COMPLETION_EXAMPLES = """\
+examples:
+  aioecho completion bash > ~/.local/share/bash-completion/completions/aioecho
+  aioecho completion zsh > "${fpath[1]}/_aioecho"
+"""
 
 
 BENCH_EXAMPLES = """\
@@ -889,6 +905,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(raw)
     usage = parser.subcommand(args.command) or parser
+    if args.command == "completion":
+        import shtab
+
+        print(shtab.complete(parser, shell=args.shell), end="")
+        return ExitStatus.OK
     if args.command == "server":
         try:
             from_environment = environment_defaults(usage, os.environ)
