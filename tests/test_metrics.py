@@ -92,9 +92,16 @@ def test_other_paths_and_methods_and_bad_requests() -> None:
             assert answers.index(b"ok\n") < answers.index(b"ready\n")
 
 
-def test_metrics_with_workers_is_refused_in_one_line() -> None:
-    result = run_cli("server", "--metrics", "127.0.0.1:0", "--workers", "2")
-    assert result.returncode == 2
-    assert result.stderr.decode().splitlines() == [
-        "aioecho: error: --metrics does not go with --workers yet (one port each?)"
-    ]
+@pytest.mark.timeout(60)
+def test_with_workers_each_serves_its_own_metrics() -> None:
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0", "--workers", "2",
+                       "--metrics", "127.0.0.1:0") as server:  # fmt: skip
+        server.start()
+        pattern = r"^worker(\d): main: metrics on http://127\.0\.0\.1:(\d+)/metrics"
+        for number in ("1", "2"):
+            server.wait_for_line(rf"^worker{number}: main: metrics on ")
+        ports = [int(m.group(2)) for ln in server.lines if (m := re.match(pattern, ln))]
+        assert len(set(ports)) == 2
+        for port in ports:
+            assert get(port, "/readyz") == (200, "ready\n")
+        assert server.stop() == 0

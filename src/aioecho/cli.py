@@ -421,8 +421,8 @@ def build_parser() -> _Parser:
         "--metrics",
         type=_checked(parse_target),
         metavar="HOST:PORT",
-        help="serve Prometheus /metrics, /healthz and /readyz over HTTP there (needs the "
-        "metrics extra: pip install 'aioecho[metrics]')",
+        help="serve Prometheus /metrics, /healthz and /readyz over HTTP there; with --workers, "
+        "each worker its own, on PORT, PORT+1, ... (needs pip install 'aioecho[metrics]')",
     )
     server.add_argument(
         "--log-format",
@@ -937,8 +937,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "server":
             config = server_config(args)
             workers = worker_count(args.workers)
-            if workers > 1 and config.metrics is not None:
-                raise ConfigError("--metrics does not go with --workers yet (one port each?)")
             inherited, how = inherited_sockets(config) if role is None else (None, "")
             if role is None and workers > 1:
                 loops.run(supervise(config, workers, raw, inherited, how), loop_name)

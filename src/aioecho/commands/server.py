@@ -92,7 +92,10 @@ async def run_server(
     if config.metrics is not None:
         from ..metrics import start_metrics
 
-        endpoint = await start_metrics(server, config.metrics, loops.describe(loop), NOTICE)
+        host, port = config.metrics
+        if role is not None and port:  # per worker: worker N on the Nth port from there
+            port += role.number - 1
+        endpoint = await start_metrics(server, (host, port), loops.describe(loop), NOTICE)
     ticker = asyncio.ensure_future(_every(config.stats_interval, log_stats))
     await stop.wait()
     ticker.cancel()
