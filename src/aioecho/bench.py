@@ -22,8 +22,8 @@ from collections.abc import Callable
 from typing import Any, Final, TextIO
 
 from .client import connect
-from .config import BenchConfig
-from .errors import describe_os_error
+from .config import BenchConfig, ClientConfig
+from .errors import BenchError, describe_os_error
 from .latency import LatencyHistogram
 
 __all__ = ["BenchProtocol", "BenchResult", "describe", "is_terminal", "merge", "run_bench"]
@@ -268,8 +268,19 @@ class BenchResult:
         }
 
     def to_json(self) -> str:
+        """The report: the config, the figures, and the exact result (the whole histogram and
+        the counters) that `aioecho bench merge` adds up."""
         config = dataclasses.asdict(self.config)
-        return json.dumps({"config": config, "result": self.summary()}, indent=2)
+        exact = json.loads(self.to_wire())
+        return json.dumps({"config": config, "result": self.summary(), "exact": exact}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> BenchResult:
+        """A result back from to_json() (ValueError, KeyError or ConfigError if it is not one)."""
+        data = json.loads(text)
+        fields = dict(data["config"])
+        config = BenchConfig(**{**fields, "target": ClientConfig(**fields["target"])})
+        return cls.from_wire(config, json.dumps(data["exact"]))
 
     def to_wire(self) -> str:
         """The exact result, histogram included, for a parent process to merge."""
@@ -437,6 +448,28 @@ async def _progress(run: _Run, out: TextIO) -> None:
         phase = "measuring" if run.measuring else "warming up"
         out.write(f"\r\033[K{phase}: {run.completed} requests, {rate:.0f} req/s")
         out.flush()
+
+
+def merge_reports(results: list[BenchResult]) -> BenchResult:
+    """Results taken by separate runs (on several machines) as one report, exactly as one run
+    of all their connections would have made it: the histograms and counters added, as a
+    --workers run adds its workers'. They must have measured the same load shape."""
+    first = results[0].config
+    for result in results[1:]:
+        other = result.config
+        for name in ("size", "pipeline", "target"):
+            if getattr(other, name) != getattr(first, name):
+                raise BenchError(f"the results measured different loads ({name} differs)")
+        if other.closed_loop != first.closed_loop:
+            raise BenchError("the results measured different loads (open and closed loop)")
+    config = dataclasses.replace(
+        first,
+        connections=sum(r.config.connections for r in results),
+        rate=sum(r.config.rate for r in results),
+        requests=sum(r.config.requests for r in results),
+        workers=sum(r.config.workers for r in results),
+    )
+    return merge(results, config)
 
 
 def merge(results: list[BenchResult], config: BenchConfig) -> BenchResult:

@@ -8,11 +8,13 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final, NoReturn, cast
 
 from . import __version__, loops
 from .checkreport import TCP_CASES, UDP_CASES, select_cases
 from .client import SEED_MESSAGES
+from .commands import writing_stdout
 from .commands.bench import run_bench_command, run_bench_share
 from .commands.check import run_check
 from .commands.client import run_client
@@ -39,9 +41,10 @@ from .config import (
     parse_rate,
     parse_seconds,
     parse_size,
+    parse_start_time,
     parse_target,
 )
-from .errors import AioechoError, ConfigError, ExitStatus
+from .errors import AioechoError, ConfigError, ExitStatus, describe_os_error
 from .logs import LOG_FORMATS, configure
 from .workers import WorkerRole, supervise, worker_count
 
@@ -522,9 +525,58 @@ examples:
   aioecho bench --port 10000 --connections 100 --size 1KiB --duration 10
   aioecho bench --rate 20000 --duration 30     # open loop: latency from scheduled send times
   aioecho bench --unix /tmp/echo.sock --pipeline 8 --json
+  aioecho bench --host target --json --start-at 14:30 > a.json   # on each load machine...
+  aioecho bench merge a.json b.json          # ...then one report, as if one run made it
 exit status: 0 every echo was right; 1 a wrong echo, a reset or closed connection, a timeout,
 a request not sent (or none done); 2 usage.
 """
+
+
+MERGE_EXAMPLES = """\
+examples:
+  aioecho bench merge a.json b.json               # the table, as one run would print it
+  aioecho bench merge --json host*.json > all.json
+Each file is the output of `aioecho bench --json`: its whole latency histogram and counters are
+added up exactly, as a --workers run adds its workers'. The results must have measured the same
+shape of load (size, pipeline, target, open or closed loop).
+"""
+
+
+def _merge_parser() -> _Parser:
+    merge = _Parser(
+        prog="aioecho bench merge",
+        description="Merge the results of several `aioecho bench --json` runs (taken on several "
+        "load machines) into one report.",
+        epilog=MERGE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    merge.add_argument("files", nargs="+", metavar="FILE", help="aioecho bench --json outputs")
+    merge.add_argument("--json", action="store_true", help="print the merged report as JSON")
+    return merge
+
+
+def _bench_merge(argv: Sequence[str]) -> int:
+    from .bench import BenchResult, merge_reports
+
+    args = _merge_parser().parse_args(argv)
+    try:
+        results = []
+        for name in args.files:
+            try:
+                text = Path(name).read_text()
+            except OSError as err:
+                raise AioechoError(f"cannot read {name}: {describe_os_error(err)}") from None
+            try:
+                results.append(BenchResult.from_json(text))
+            except (ValueError, KeyError, TypeError):
+                raise AioechoError(f"{name}: not the output of aioecho bench --json") from None
+        merged = merge_reports(results)
+        with writing_stdout():
+            print(merged.to_json() if args.json else merged.table(), flush=True)
+    except AioechoError as err:
+        print(f"aioecho: error: {err}", file=sys.stderr)
+        return ExitStatus.USAGE if isinstance(err, ConfigError) else ExitStatus.FAILURE
+    return ExitStatus.OK
 
 
 def _target_options(
@@ -637,6 +689,13 @@ def _bench_parser(commands: Any) -> None:
         help="processes sharing the load (default %(default)s)",
     )
     bench.add_argument("--json", action="store_true", help="print the result as JSON")
+    bench.add_argument(
+        "--start-at",
+        type=_checked(parse_start_time),
+        metavar="TIME",
+        help="wait until this wall-clock time to start (HH:MM[:SS] today, ISO 8601, @EPOCH): "
+        "the same start on several load machines, for `aioecho bench merge` after",
+    )
     bench.add_argument(
         "--spawn", action="store_true", help="start `aioecho server` on a free port and measure it"
     )
@@ -839,6 +898,7 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
         requests=args.requests,
         warmup=args.warmup,
         workers=args.workers,
+        start_at=args.start_at,
     )
 
 
@@ -902,6 +962,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     _open_standard_descriptors()  # before any loop exists
     raw = list(argv) if argv is not None else sys.argv[1:]
+    if raw[:2] == ["bench", "merge"]:  # a verb of its own, with its own arguments
+        return _bench_merge(raw[2:])
     parser = build_parser()
     args = parser.parse_args(raw)
     usage = parser.subcommand(args.command) or parser

@@ -33,6 +33,7 @@ __all__ = [
     "parse_rate",
     "parse_seconds",
     "parse_size",
+    "parse_start_time",
     "parse_target",
 ]
 
@@ -405,6 +406,7 @@ class BenchConfig:
     requests: int = 0  # stop after this many measured requests instead; 0: by duration
     warmup: float = 1.0  # seconds run but not measured
     workers: int = 1  # processes sharing the load
+    start_at: float | None = None  # wall-clock time (epoch seconds) to start at: several machines
 
     def __post_init__(self) -> None:
         if self.target.udp:
@@ -562,6 +564,33 @@ class CheckConfig:
             raise ConfigError(f"--backpressure-cap must be 1MiB to {format_size(MAX_CHECK_CAP)}")
         if self.json_path == "-" and self.junit_path == "-":
             raise ConfigError("--json - and --junit - cannot both write standard output")
+
+
+def parse_start_time(text: str) -> float:
+    """A wall-clock time as epoch seconds: 'HH:MM[:SS]' (today, local time), an ISO 8601 date
+    and time ('2026-11-27T14:30:00Z', local without an offset), or '@EPOCH'."""
+    import datetime
+    import time
+
+    text = text.strip()
+    if text.startswith("@"):
+        try:
+            return float(text[1:])
+        except ValueError:
+            raise ConfigError(f"invalid time {text!r}: @ takes epoch seconds") from None
+    try:
+        if "T" not in text and " " not in text and text.count(":") in (1, 2):
+            clock = datetime.time.fromisoformat(text)
+            moment = datetime.datetime.combine(datetime.date.today(), clock)
+        else:
+            moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"invalid time {text!r}: use HH:MM[:SS], an ISO 8601 date and time, or @EPOCH"
+        ) from None
+    if moment.tzinfo is None:
+        return time.mktime(moment.timetuple()) + moment.microsecond / 1e6
+    return moment.timestamp()
 
 
 def parse_target(text: str) -> tuple[str, int]:

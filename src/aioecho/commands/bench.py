@@ -10,7 +10,9 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Sequence
+from typing import Final
 
 from .. import loops
 from ..bench import BenchResult, describe, is_terminal, merge, run_bench
@@ -51,6 +53,8 @@ async def run_bench_command(
             )
             extra = ["--host", "127.0.0.1", "--port", str(port)]
         _main_log.info("%s, loop %s", describe(config), loops.describe(loop))
+        if config.start_at is not None:
+            await _wait_until(config.start_at)
         if config.workers == 1:
             result = await run_bench(config, sys.stderr if is_terminal(sys.stderr) else None)
         else:
@@ -64,6 +68,23 @@ async def run_bench_command(
     failure = result.failure()
     if failure is not None:
         raise BenchError(failure)
+
+
+MAX_START_WAIT: Final = 24 * 3600.0  # seconds --start-at may lie ahead
+
+
+async def _wait_until(start_at: float) -> None:
+    """Sleep until the wall-clock time start_at (time.time(), which is what other machines
+    share, give or take their clock skew)."""
+    delay = start_at - time.time()
+    shown = time.strftime("%H:%M:%S", time.localtime(start_at))
+    if delay < -1.0:
+        raise BenchError(f"--start-at {shown} is {-delay:.0f}s in the past")
+    if delay > MAX_START_WAIT:
+        raise BenchError(f"--start-at {shown} is more than 24 hours ahead")
+    if delay > 0:
+        _main_log.info("starting at %s (in %.1fs)", shown, delay)
+        await asyncio.sleep(delay)
 
 
 async def run_bench_share(config: BenchConfig, role: WorkerRole) -> None:

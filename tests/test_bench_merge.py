@@ -1,0 +1,95 @@
+"""Load from several machines: `aioecho bench --json` carries the whole histogram,
+`aioecho bench merge` adds results up exactly, and --start-at starts runs together."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from aioecho.bench import BenchResult, merge
+from support import ServerProcess, run_cli
+
+
+def bench_json(port: int, *args: str) -> str:
+    result = run_cli(
+        "bench", "--host", "127.0.0.1", "--port", str(port), "--warmup", "0", "--json", *args
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode()
+
+
+@pytest.mark.timeout(60)
+def test_two_reports_merge_into_one_as_a_two_worker_run_would(tmp_path: Path) -> None:
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        a = bench_json(server.port, "--connections", "2", "--requests", "300")
+        b = bench_json(server.port, "--connections", "3", "--requests", "500", "--pipeline", "1")
+    (tmp_path / "a.json").write_text(a)
+    (tmp_path / "b.json").write_text(b)
+    merged = run_cli("bench", "merge", "--json", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
+    assert merged.returncode == 0, merged.stderr
+    report = json.loads(merged.stdout)
+    parts = [BenchResult.from_json(a), BenchResult.from_json(b)]
+    assert report["result"]["requests"] == sum(p.requests for p in parts) >= 800
+    assert report["config"]["connections"] == 5 and report["config"]["workers"] == 2
+    # what a --workers run does with its workers' results: the same function, the same figures
+    expected = merge(parts, BenchResult.from_json(merged.stdout).config).summary()
+    assert report["result"] == expected
+    histogram = parts[0].histogram
+    histogram.merge(parts[1].histogram)
+    assert report["result"]["p99_us"] == histogram.percentile(99) / 1000
+    table = run_cli("bench", "merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
+    assert table.stdout.decode().splitlines()[1].split()[0] == str(report["result"]["requests"])
+
+
+def test_results_of_different_loads_do_not_merge(tmp_path: Path) -> None:
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        (tmp_path / "a.json").write_text(bench_json(server.port, "--requests", "50"))
+        (tmp_path / "b.json").write_text(
+            bench_json(server.port, "--requests", "50", "--size", "64")
+        )
+    result = run_cli("bench", "merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines() == [
+        "aioecho: error: the results measured different loads (size differs)"
+    ]
+    (tmp_path / "c.json").write_text('{"not": "a report"}')
+    result = run_cli("bench", "merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"))
+    assert result.stderr.decode().splitlines() == [
+        f"aioecho: error: {tmp_path / 'c.json'}: not the output of aioecho bench --json"
+    ]
+
+
+@pytest.mark.timeout(60)
+def test_start_at_waits_for_the_wall_clock() -> None:
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        start = time.time() + 1.5
+        report = json.loads(bench_json(server.port, "--requests", "50", "--start-at", f"@{start}"))
+        assert time.time() >= start
+        assert report["result"]["requests"] == 50
+        past = run_cli("bench", "--port", str(server.port), "--start-at", "@1000")
+        assert past.returncode == 1
+        assert past.stderr.decode().splitlines()[-1].endswith("s in the past")
+    bad = run_cli("bench", "--start-at", "teatime")
+    assert bad.returncode == 2
+    assert "invalid time 'teatime': use HH:MM[:SS], an ISO 8601" in bad.stderr.decode()
+
+
+def test_start_time_forms() -> None:
+    from datetime import datetime, timezone
+
+    from aioecho.config import ConfigError, parse_start_time
+
+    assert parse_start_time("@1700000000.5") == 1700000000.5
+    utc = datetime(2026, 11, 27, 14, 30, tzinfo=timezone.utc).timestamp()
+    assert parse_start_time("2026-11-27T14:30:00Z") == utc
+    assert parse_start_time("2026-11-27T15:30:00+01:00") == utc
+    today = datetime.now().replace(hour=14, minute=30, second=0, microsecond=0)
+    assert parse_start_time("14:30") == today.timestamp()
+    with pytest.raises(ConfigError):
+        parse_start_time("25:00")
