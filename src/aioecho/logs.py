@@ -21,10 +21,12 @@ from .errors import describe_os_error
 __all__ = [
     "LOG_FORMATS",
     "NOTICE",
+    "ConnectionLines",
     "ConnectionLog",
     "FloodCounter",
     "LoopErrorLog",
     "configure",
+    "connection_lines",
     "preview",
 ]
 
@@ -118,6 +120,62 @@ class _JsonFormatter(logging.Formatter):
 
 
 LOG_FORMATS: Final = ("text", "json")
+LINE_DELAY: Final = 0.1  # seconds a connection's line may wait in the buffer, at most
+
+
+class ConnectionLines:
+    """The per-connection lines (accepted, closing), written as plain text without a LogRecord
+    each: building and formatting two records per connection cost more CPU than the rest of a
+    short connection's life (README, Performance). Lines wait here at most LINE_DELAY seconds
+    and are written in one call; every other log record, and the handler's flush at exit, write
+    them first, so the order of lines holds and nothing is lost at shutdown (only a process
+    killed outright can lose the last LINE_DELAY's lines)."""
+
+    def __init__(self, stream: TextIO, tag: str | None) -> None:
+        self._stream = stream
+        self._prefix = f"{tag}: " if tag else ""
+        self._lines: list[str] = []
+
+    def add(self, name: str, message: str) -> None:
+        if not self._lines:
+            asyncio.get_running_loop().call_later(LINE_DELAY, self.flush)
+        self._lines.append(f"{self._prefix}{name}: {message}\n")
+
+    def flush(self) -> None:
+        if self._lines:
+            text = "".join(self._lines)
+            self._lines.clear()
+            try:
+                self._stream.write(text)
+                self._stream.flush()
+            except (OSError, ValueError):
+                pass  # stderr gone: as logging's own handler, do not fail the server for it
+
+
+class _OrderedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that writes the buffered connection lines before anything of its own."""
+
+    def __init__(self, stream: TextIO, lines: ConnectionLines | None) -> None:
+        super().__init__(stream)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.lines is not None:
+            self.lines.flush()
+        super().emit(record)
+
+    def flush(self) -> None:
+        if self.lines is not None:
+            self.lines.flush()
+        super().flush()
+
+
+_connection_lines: ConnectionLines | None = None
+
+
+def connection_lines() -> ConnectionLines | None:
+    """The fast path for per-connection lines, when the CLI's text log is configured."""
+    return _connection_lines
 
 
 def configure(
@@ -133,7 +191,10 @@ def configure(
     'json' (an object per line)."""
     logging.getLogger("aioecho.trace").setLevel(logging.INFO if trace else logging.WARNING)
     level = {-1: NOTICE, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    global _connection_lines
+    out = stream if stream is not None else sys.stderr
+    _connection_lines = ConnectionLines(out, tag) if log_format == "text" else None
+    handler = _OrderedHandler(out, _connection_lines)
     formatter = _JsonFormatter(tag) if log_format == "json" else _SeedFormatter(tag)
     handler.setFormatter(formatter)
     root = logging.getLogger()

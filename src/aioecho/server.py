@@ -21,7 +21,7 @@ from .addresses import describe_target, peer_name
 from .config import DEFAULT_MAX_BUFFER, ServerConfig
 from .errors import describe_os_error
 from .listeners import announce, open_sockets, remove_unix_socket
-from .logs import NOTICE, preview
+from .logs import NOTICE, connection_lines, preview
 from .ratelimit import UdpPolicy
 from .registry import Connections
 from .stats import StatsSnapshot
@@ -134,12 +134,24 @@ class EchoServerProtocol(asyncio.Protocol):
         self.transport.abort()
 
     def _log(self, level: int, message: str, *args: object) -> None:
-        """A line that starts `EchoServer_{host}_{port}: ` (the seed's per-peer logger name)."""
+        """A line that starts `EchoServer_{host}_{port}: ` (the seed's per-peer logger name).
+
+        The name is not kept for a TCP peer (its address is there to rebuild it): with many
+        idle connections, its bytes are the figure that matters. A Unix peer's name holds a
+        number, kept so that both its lines agree."""
         if not _log.isEnabledFor(level):
             return
-        if self._name is None:
-            self._name = peer_name("EchoServer", self.transport.get_extra_info("peername"))
-        _log.log(level, message, *args, extra={"conn": self._name})
+        name = self._name
+        if name is None:
+            peer = self.transport.get_extra_info("peername")
+            name = peer_name("EchoServer", peer)
+            if not isinstance(peer, tuple) or self._debug:  # -v: a line per chunk
+                self._name = name
+        lines = connection_lines()
+        if lines is not None and level == logging.INFO:
+            lines.add(name, message % args if args else message)
+        else:
+            _log.log(level, message, *args, extra={"conn": name})
 
 
 class BannerEchoServerProtocol(EchoServerProtocol):
