@@ -22,7 +22,7 @@ class FakeConnection:
     def __init__(self, bytes_in: int = 0, queued: int = 0) -> None:
         self.bytes_in = bytes_in
         self.unsent_at_close = 0
-        self.idle_mark = (-1, -1)
+        self.idle_mark = -1
         self.idle_since = 0.0
         self._queued = queued
         self.aborted: str | None = None

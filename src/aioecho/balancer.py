@@ -14,7 +14,7 @@ from typing import Any, Final, cast
 from .addresses import peer_name
 from .logs import ConnectionLog
 from .proxyheader import ProxyHeaderError, parse
-from .registry import Connections
+from .registry import Connections, Linked
 
 __all__ = ["ProxyHeaderProtocol"]
 
@@ -43,7 +43,7 @@ class _ClientAddressTransport:
         return getattr(self._transport, name)
 
 
-class ProxyHeaderProtocol(asyncio.Protocol):
+class ProxyHeaderProtocol(asyncio.Protocol, Linked):
     """Reads the PROXY header, then hands the connection to a protocol from `inner`. Counted
     against --max-connections from the accept, as a TLS handshake is (registry.Tracked)."""
 
@@ -63,7 +63,7 @@ class ProxyHeaderProtocol(asyncio.Protocol):
         self._buffer = b""
         self._handed_over = False
         self._timer: asyncio.TimerHandle | None = None
-        self.idle_mark: tuple[int, int] = (-1, -1)
+        self.idle_mark = -1
         self.idle_since = 0.0
         self.transport: asyncio.Transport
 

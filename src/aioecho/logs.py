@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import io
 import json
 import logging
 import sys
@@ -121,6 +122,7 @@ class _JsonFormatter(logging.Formatter):
 
 LOG_FORMATS: Final = ("text", "json")
 LINE_DELAY: Final = 0.1  # seconds a connection's line may wait in the buffer, at most
+LINE_BUFFER: Final = 16 * 1024  # characters buffered, at most
 
 
 class ConnectionLines:
@@ -134,17 +136,26 @@ class ConnectionLines:
     def __init__(self, stream: TextIO, tag: str | None) -> None:
         self._stream = stream
         self._prefix = f"{tag}: " if tag else ""
-        self._lines: list[str] = []
+        # one growing buffer, not a string per line: a line's string is freed at once, and its
+        # memory goes to the next one instead of leaving holes among long-lived connections
+        self._pending = io.StringIO()
 
     def add(self, name: str, message: str) -> None:
-        if not self._lines:
+        pending = self._pending
+        if not pending.tell():
             asyncio.get_running_loop().call_later(LINE_DELAY, self.flush)
-        self._lines.append(f"{self._prefix}{name}: {message}\n")
+        pending.write(self._prefix)
+        pending.write(name)
+        pending.write(": ")
+        pending.write(message)
+        pending.write("\n")
+        if pending.tell() > LINE_BUFFER:  # a burst of connections: write now, keep memory small
+            self.flush()
 
     def flush(self) -> None:
-        if self._lines:
-            text = "".join(self._lines)
-            self._lines.clear()
+        if self._pending.tell():
+            text = self._pending.getvalue()
+            self._pending = io.StringIO()
             try:
                 self._stream.write(text)
                 self._stream.flush()

@@ -21,7 +21,7 @@ from .config import DEFAULT_MAX_BUFFER
 from .errors import describe_os_error
 from .faults import FaultPlan, Shaper, pause_for, reset
 from .logs import ConnectionLog
-from .registry import Connections
+from .registry import Connections, Linked
 
 __all__ = ["ProxyProtocol", "Upstream"]
 
@@ -70,7 +70,7 @@ class _Side:
         return self.transport.get_write_buffer_size() + shaped
 
 
-class ProxyProtocol(asyncio.Protocol):
+class ProxyProtocol(asyncio.Protocol, Linked):
     """The client's side of one proxied connection (registry.Tracked for limits and idle)."""
 
     def __init__(self, upstream: Upstream, connections: Connections | None = None) -> None:
@@ -79,7 +79,7 @@ class ProxyProtocol(asyncio.Protocol):
         self._admitted = False
         self.bytes_in = 0  # both directions: the idle sweep sees any movement
         self.unsent_at_close = 0
-        self.idle_mark: tuple[int, int] = (-1, -1)
+        self.idle_mark = -1
         self.idle_since = 0.0
         self._early: list[bytes] = []  # read before the upstream connection is up
         self._refused = False  # the upstream could not be reached

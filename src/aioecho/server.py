@@ -23,7 +23,7 @@ from .errors import describe_os_error
 from .listeners import announce, open_sockets, remove_unix_socket
 from .logs import NOTICE, connection_lines, preview
 from .ratelimit import UdpPolicy
-from .registry import Connections
+from .registry import Connections, Linked
 from .stats import StatsSnapshot
 from .tls import HandshakeFailures, TLSAcceptProtocol, server_context
 from .udp import EchoDatagramProtocol
@@ -37,7 +37,7 @@ _main_log = logging.getLogger("aioecho.main")
 FD_RESERVE: Final = 32
 
 
-class EchoServerProtocol(asyncio.Protocol):
+class EchoServerProtocol(asyncio.Protocol, Linked):
     """Echo every byte back in order; answer EOF with EOF; stop reading while the echo is stuck.
 
     Memory per connection is bounded by max_buffer (pending echo) plus one read from the socket:
@@ -72,7 +72,7 @@ class EchoServerProtocol(asyncio.Protocol):
         self._name: str | None = None  # EchoServer_{host}_{port}, once a line needs it
         self.bytes_in = 0  # received, and so handed back to the transport
         self.unsent_at_close = 0  # echo still queued when we aborted
-        self.idle_mark: tuple[int, int] = (-1, -1)  # the idle sweep's last view of the counters
+        self.idle_mark = -1  # the idle sweep's last view of the counters
         self.idle_since = 0.0  # loop time at which idle_mark last changed
         self.transport: asyncio.Transport  # set in connection_made
 

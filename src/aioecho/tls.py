@@ -19,7 +19,7 @@ from .addresses import peer_name
 from .config import ClientConfig
 from .errors import TLSSetupError, describe_os_error
 from .logs import ConnectionLog, FloodCounter
-from .registry import Connections
+from .registry import Connections, Linked
 
 __all__ = [
     "HandshakeFailures",
@@ -112,7 +112,7 @@ class HandshakeFailures:
         )
 
 
-class TLSAcceptProtocol(asyncio.Protocol):
+class TLSAcceptProtocol(asyncio.Protocol, Linked):
     """Takes a new TCP connection through the TLS handshake, then hands the TLS transport to a
     protocol from `inner`. Until the hand-over, whatever the TLS layer delivers (early data,
     EOF, loss) is kept and replayed to the inner protocol in order.
@@ -146,7 +146,7 @@ class TLSAcceptProtocol(asyncio.Protocol):
         self._lost: tuple[Exception | None] | None = None  # (exc,) once lost
         self._task: asyncio.Task[None] | None = None  # keeps the handshake alive
         self._peer: object = None  # the peer's address, read while the transport is open
-        self.idle_mark: tuple[int, int] = (-1, -1)
+        self.idle_mark = -1
         self.idle_since = 0.0
         self._plain: asyncio.Transport  # set in connection_made
 
