@@ -524,6 +524,8 @@ examples:
   aioecho bench --spawn                   # start a server on a free port and measure it
   aioecho bench --port 10000 --connections 100 --size 1KiB --duration 10
   aioecho bench --rate 20000 --duration 30     # open loop: latency from scheduled send times
+  aioecho bench --spawn --new-connection       # connections/s, connect time percentiles
+  aioecho bench --new-connection --rate 5000   # a connect rate, failed connects by reason
   aioecho bench --unix /tmp/echo.sock --pipeline 8 --json
   aioecho bench --host target --json --start-at 14:30 > a.json   # on each load machine...
   aioecho bench merge a.json b.json          # ...then one report, as if one run made it
@@ -689,6 +691,12 @@ def _bench_parser(commands: Any) -> None:
         help="processes sharing the load (default %(default)s)",
     )
     bench.add_argument("--json", action="store_true", help="print the result as JSON")
+    bench.add_argument(
+        "--new-connection",
+        action="store_true",
+        help="every request on a connection of its own: connections/s, and connect (and TLS "
+        "handshake) times of their own; with --rate, a connect rate",
+    )
     bench.add_argument(
         "--start-at",
         type=_checked(parse_start_time),
@@ -899,6 +907,7 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
         warmup=args.warmup,
         workers=args.workers,
         start_at=args.start_at,
+        new_connection=args.new_connection,
     )
 
 

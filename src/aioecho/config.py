@@ -407,6 +407,7 @@ class BenchConfig:
     warmup: float = 1.0  # seconds run but not measured
     workers: int = 1  # processes sharing the load
     start_at: float | None = None  # wall-clock time (epoch seconds) to start at: several machines
+    new_connection: bool = False  # every request on a connection of its own
 
     def __post_init__(self) -> None:
         if self.target.udp:
@@ -445,6 +446,8 @@ class BenchConfig:
                 raise ConfigError(f"{flag} must be zero or more")
         if not self.duration > 0:
             raise ConfigError("--duration must be more than 0 seconds")
+        if self.new_connection and self.pipeline > 1:
+            raise ConfigError("--new-connection sends one request per connection: no --pipeline")
 
     @property
     def closed_loop(self) -> bool:

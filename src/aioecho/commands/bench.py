@@ -12,7 +12,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, TextIO
 
 from .. import loops
 from ..bench import BenchResult, describe, is_terminal, merge, run_bench
@@ -56,7 +56,7 @@ async def run_bench_command(
         if config.start_at is not None:
             await _wait_until(config.start_at)
         if config.workers == 1:
-            result = await run_bench(config, sys.stderr if is_terminal(sys.stderr) else None)
+            result = await _run(config, sys.stderr if is_terminal(sys.stderr) else None)
         else:
             result = await _bench_workers(config, [a for a in argv if a != "--spawn"] + extra)
     finally:
@@ -90,8 +90,16 @@ async def _wait_until(start_at: float) -> None:
 async def run_bench_share(config: BenchConfig, role: WorkerRole) -> None:
     """One of --workers processes: run this share of the load, report it on stdout."""
     asyncio.get_running_loop().set_exception_handler(LoopErrorLog())
-    result = await run_bench(config.share(role.number))
+    result = await _run(config.share(role.number))
     print(result.to_wire(), flush=True)
+
+
+async def _run(config: BenchConfig, progress: TextIO | None = None) -> BenchResult:
+    if config.new_connection:
+        from ..newconn import run_new_connections
+
+        return await run_new_connections(config, progress)
+    return await run_bench(config, progress)
 
 
 async def _spawn_server(loop_name: str) -> tuple[asyncio.subprocess.Process, int]:

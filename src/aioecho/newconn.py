@@ -1,0 +1,202 @@
+"""`aioecho bench --new-connection`: every request on a connection of its own (connect, TLS
+handshake, send, receive the echo, close), the load a firewall or a balancer meets when
+measured in connections per second.
+
+Closed loop: `connections` workers, each opening its next connection once the last one is
+done. Open loop (`rate`): connection attempts start at scheduled times whatever the server
+does, and the connect time counts from the scheduled time, so a server that is slow to accept
+cannot hide its queue; at most MAX_ATTEMPTS are under way at once (more are counted as not
+sent). Measured apart: the connect time, the TLS handshake time, and the request (send to
+echo); failed connects are counted by reason (refused, reset, timeout, other).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from typing import Any, Final, TextIO
+
+from .bench import BenchResult
+from .config import BenchConfig
+from .latency import LatencyHistogram
+from .tls import client_context
+
+__all__ = ["run_new_connections"]
+
+MAX_ATTEMPTS: Final = 10_000  # open loop: attempts under way at once, at most
+_perf_ns = time.perf_counter_ns
+
+
+class _OneRequest(asyncio.Protocol):
+    """One connection's request: collects the echo and compares it as it comes."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.got = 0
+        self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        if self.done.done():
+            return
+        end = self.got + len(data)
+        if self.payload[self.got : end] != data:
+            self.done.set_result("mismatch")
+            return
+        self.got = end
+        if end == len(self.payload):
+            self.done.set_result("ok")
+
+    def eof_received(self) -> bool:
+        if not self.done.done():
+            self.done.set_result("closed")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result("reset" if exc is not None else "closed")
+
+
+class _Run:
+    def __init__(self, config: BenchConfig) -> None:
+        self.config = config
+        self.histogram = LatencyHistogram()
+        self.connects = LatencyHistogram()
+        self.handshakes = LatencyHistogram() if config.target.tls else None
+        self.failed: dict[str, int] = {}
+        self.counters = dict.fromkeys(("mismatches", "resets", "timeouts", "closed", "unsent"), 0)
+        self.measuring = False
+        self.stopping = False
+        self.completed = 0
+        self.context = (
+            client_context(config.target.cafile, config.target.insecure)
+            if config.target.tls
+            else None
+        )
+        self.payload = (bytes(range(256)) * (config.size // 256 + 1))[: config.size]
+
+    def fail_connect(self, err: BaseException, measured: bool) -> None:
+        if not measured:
+            return
+        if isinstance(err, ConnectionRefusedError):
+            reason = "refused"
+        elif isinstance(err, ConnectionResetError | BrokenPipeError):
+            reason = "reset"
+        elif isinstance(err, asyncio.TimeoutError | TimeoutError):
+            reason = "timeout"
+        else:
+            reason = "other"
+        self.failed[reason] = self.failed.get(reason, 0) + 1
+
+    async def attempt(self, started: int) -> None:
+        """One connection, from `started` (perf_counter_ns: now, or its scheduled time)."""
+        measured = self.measuring
+        loop = asyncio.get_running_loop()
+        target, timeout = self.config.target, self.config.target.timeout
+        protocol = _OneRequest(self.payload)
+        transport: Any = None
+        try:
+            try:
+                if target.unix is not None:
+                    opening = loop.create_unix_connection(lambda: protocol, target.unix)
+                else:
+                    opening = loop.create_connection(lambda: protocol, target.host, target.port)
+                transport, _ = await asyncio.wait_for(opening, timeout)
+                connected = _perf_ns()
+                if self.context is not None:
+                    transport = await asyncio.wait_for(
+                        loop.start_tls(
+                            transport, protocol, self.context, server_hostname=target.host
+                        ),
+                        timeout,
+                    )
+            except (OSError, asyncio.TimeoutError, ssl.SSLError) as err:
+                self.fail_connect(err, measured)
+                return
+            handshaken = _perf_ns()
+            transport.write(self.payload)
+            sent = _perf_ns()
+            try:
+                outcome = await asyncio.wait_for(asyncio.shield(protocol.done), timeout)
+            except asyncio.TimeoutError:
+                outcome = "timeout"
+            if not measured:
+                return
+            if outcome != "ok":
+                key = {"mismatch": "mismatches", "reset": "resets", "timeout": "timeouts"}
+                self.counters[key.get(outcome, "closed")] += 1
+                return
+            self.histogram.record(_perf_ns() - sent)
+            self.connects.record(connected - started)
+            if self.handshakes is not None:
+                self.handshakes.record(handshaken - connected)
+            self.completed += 1
+        finally:
+            if transport is not None:
+                transport.close()
+
+
+async def run_new_connections(config: BenchConfig, progress: TextIO | None = None) -> BenchResult:
+    """One process's share of a --new-connection run."""
+    run = _Run(config)
+    loop = asyncio.get_running_loop()
+    attempts: set[asyncio.Future[None]] = set()
+    if config.closed_loop:
+        workers = [asyncio.ensure_future(_worker(run)) for _ in range(config.connections)]
+    else:
+        workers = [asyncio.ensure_future(_schedule(run, attempts))]
+    run.measuring = not config.warmup
+    if config.warmup:
+        await asyncio.sleep(config.warmup)
+    run.measuring = True
+    started = loop.time()
+    if config.requests:
+        while run.completed + sum(run.failed.values()) + sum(run.counters.values()) < (
+            config.requests
+        ):
+            await asyncio.sleep(0.01)
+    else:
+        await asyncio.sleep(config.duration)
+    run.measuring = False
+    elapsed = loop.time() - started
+    run.stopping = True
+    for worker in workers:
+        worker.cancel()
+    pending = [*attempts, *workers]
+    if pending:
+        await asyncio.wait(pending, timeout=config.target.timeout)
+    for task in pending:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.gather(*pending, return_exceptions=True)
+    result = BenchResult(config, run.histogram, elapsed)
+    for counter, value in run.counters.items():
+        setattr(result, counter, value)
+    result.connects, result.handshakes = run.connects, run.handshakes
+    result.failed_connects = run.failed
+    return result
+
+
+async def _worker(run: _Run) -> None:
+    while not run.stopping:
+        await run.attempt(_perf_ns())
+
+
+async def _schedule(run: _Run, attempts: set[asyncio.Future[None]]) -> None:
+    """Open loop: attempt i starts at start + i/rate."""
+    interval = 1e9 / run.config.rate
+    start, slot = _perf_ns(), 0
+    while not run.stopping:
+        due = int((_perf_ns() - start) / interval) + 1
+        while slot < due:
+            scheduled = start + int(slot * interval)
+            if len(attempts) >= MAX_ATTEMPTS:
+                if run.measuring:
+                    run.counters["unsent"] += 1
+            else:
+                task = asyncio.ensure_future(run.attempt(scheduled))
+                attempts.add(task)
+                task.add_done_callback(attempts.discard)
+            slot += 1
+        await asyncio.sleep(min(0.001, max(0.0, (start + slot * interval - _perf_ns()) / 1e9)))

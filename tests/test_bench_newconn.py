@@ -1,0 +1,73 @@
+"""`aioecho bench --new-connection`: connections/s, connect (and TLS handshake) percentiles,
+failed connects by reason, and its exact result through --json and merge."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from support import ServerProcess, free_port, run_cli
+from transports import Certs
+
+
+@pytest.mark.timeout(60)
+def test_spawn_new_connection_prints_connections_per_second_and_connect_percentiles() -> None:
+    result = run_cli("bench", "--spawn", "--new-connection", "--duration", "1", "--warmup", "0.2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert re.fullmatch(
+        r"\d+ connections/s; connect p50/p90/p99 \d+/\d+/\d+ us; failed connects: 0", lines[-1]
+    ), lines
+
+
+@pytest.mark.timeout(60)
+def test_json_has_every_figure_and_counts_every_connection() -> None:
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        result = run_cli(
+            "bench", "--host", "127.0.0.1", "--port", str(server.port), "--new-connection",
+            "--requests", "200", "--warmup", "0", "--json", "-q",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    figures = report["result"]
+    assert figures["requests"] >= 200 and figures["errors"] == 0
+    assert figures["connect_p50_us"] > 0 and figures["connections_per_s"] > 0
+    assert report["exact"]["connects"]["count"] == figures["requests"]
+
+
+@pytest.mark.timeout(60)
+def test_tls_handshakes_are_timed_apart(tmp_path_factory: pytest.TempPathFactory) -> None:
+    certs = Certs.make(tmp_path_factory.mktemp("certs"))
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0", "--tls-cert",
+                       str(certs.cert), "--tls-key", str(certs.key)) as server:  # fmt: skip
+        server.start()
+        result = run_cli(
+            "bench", "--port", str(server.port), "--tls", "--cafile", str(certs.ca),
+            "--new-connection", "--requests", "50", "--warmup", "0", "--json",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)["result"]
+    assert figures["tls_p50_us"] > figures["connect_p50_us"] > 0
+
+
+@pytest.mark.timeout(60)
+def test_failed_connects_are_counted_by_reason() -> None:
+    port = free_port()  # nothing listens: every attempt is refused
+    result = run_cli(
+        "bench", "--host", "127.0.0.1", "--port", str(port), "--new-connection", "--rate", "200",
+        "--duration", "0.5", "--warmup", "0", "--json",
+    )  # fmt: skip
+    assert result.returncode == 1
+    figures = json.loads(result.stdout)["result"]
+    assert figures["requests"] == 0
+    assert set(figures["failed_connects"]) == {"refused"}
+    assert 50 <= figures["failed_connects"]["refused"] <= 150  # 200/s for 0.5 s
+
+
+def test_new_connection_does_not_go_with_pipeline() -> None:
+    result = run_cli("bench", "--new-connection", "--pipeline", "4")
+    assert result.returncode == 2
+    assert "--new-connection sends one request per connection" in result.stderr.decode()
