@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import ssl
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, TextIO
 
 from .bench import BenchResult
@@ -90,51 +92,81 @@ class _Run:
         self.failed[reason] = self.failed.get(reason, 0) + 1
 
     async def attempt(self, started: int) -> None:
-        """One connection, from `started` (perf_counter_ns: now, or its scheduled time)."""
+        """One connection, from `started` (perf_counter_ns: now, or its scheduled time), the
+        whole of it bounded by --timeout (one timer: asyncio.wait_for would cost a task per
+        step, more than the rest of a short connection)."""
         measured = self.measuring
         loop = asyncio.get_running_loop()
-        target, timeout = self.config.target, self.config.target.timeout
+        target = self.config.target
         protocol = _OneRequest(self.payload)
         transport: Any = None
+        phase = "connect"
         try:
-            try:
+            async with _deadline(target.timeout):
                 if target.unix is not None:
-                    opening = loop.create_unix_connection(lambda: protocol, target.unix)
+                    transport, _ = await loop.create_unix_connection(lambda: protocol, target.unix)
                 else:
-                    opening = loop.create_connection(lambda: protocol, target.host, target.port)
-                transport, _ = await asyncio.wait_for(opening, timeout)
+                    transport, _ = await loop.create_connection(
+                        lambda: protocol, target.host, target.port
+                    )
                 connected = _perf_ns()
                 if self.context is not None:
-                    transport = await asyncio.wait_for(
-                        loop.start_tls(
-                            transport, protocol, self.context, server_hostname=target.host
-                        ),
-                        timeout,
+                    transport = await loop.start_tls(
+                        transport, protocol, self.context, server_hostname=target.host
                     )
-            except (OSError, asyncio.TimeoutError, ssl.SSLError) as err:
+                handshaken = _perf_ns()
+                phase = "echo"
+                transport.write(self.payload)
+                sent = _perf_ns()
+                outcome = await protocol.done
+        except (OSError, asyncio.TimeoutError, ssl.SSLError) as err:
+            if phase == "connect":
                 self.fail_connect(err, measured)
                 return
-            handshaken = _perf_ns()
-            transport.write(self.payload)
-            sent = _perf_ns()
-            try:
-                outcome = await asyncio.wait_for(asyncio.shield(protocol.done), timeout)
-            except asyncio.TimeoutError:
-                outcome = "timeout"
-            if not measured:
-                return
-            if outcome != "ok":
-                key = {"mismatch": "mismatches", "reset": "resets", "timeout": "timeouts"}
-                self.counters[key.get(outcome, "closed")] += 1
-                return
-            self.histogram.record(_perf_ns() - sent)
-            self.connects.record(connected - started)
-            if self.handshakes is not None:
-                self.handshakes.record(handshaken - connected)
-            self.completed += 1
+            outcome = "timeout" if isinstance(err, asyncio.TimeoutError) else "reset"
         finally:
             if transport is not None:
                 transport.close()
+        if not measured:
+            return
+        if outcome != "ok":
+            key = {"mismatch": "mismatches", "reset": "resets", "timeout": "timeouts"}
+            self.counters[key.get(outcome, "closed")] += 1
+            return
+        self.histogram.record(_perf_ns() - sent)
+        self.connects.record(connected - started)
+        if self.handshakes is not None:
+            self.handshakes.record(handshaken - connected)
+        self.completed += 1
+
+
+@contextlib.asynccontextmanager
+async def _deadline_compat(seconds: float) -> AsyncIterator[None]:
+    """asyncio.timeout() for Python 3.10: cancel the task when the time is up, and say so as
+    TimeoutError."""
+    task = asyncio.current_task()
+    assert task is not None
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if expired:
+            raise asyncio.TimeoutError from None
+        raise
+    finally:
+        handle.cancel()
+
+
+_deadline: Callable[[float], AbstractAsyncContextManager[Any]] = getattr(
+    asyncio, "timeout", _deadline_compat
+)
 
 
 async def run_new_connections(config: BenchConfig, progress: TextIO | None = None) -> BenchResult:
