@@ -33,7 +33,18 @@ import compare  # noqa: E402  (the shared instruments: build, start, stop, free_
 
 PY = sys.executable
 AIOECHO = f"{PY} -m aioecho server -q --host 127.0.0.1 --port {{port}} --max-connections 20000"
-SECTIONS = ["requests", "p99", "bulk", "idle", "ceiling", "workers", "instructions"]
+SECTIONS = [
+    "requests",
+    "p99",
+    "bulk",
+    "idle",
+    "ceiling",
+    "workers",
+    "instructions",
+    "connrate",
+    "newconn",
+    "tls",
+]
 SERVERS = {
     "c": f"{compare.BIN / 'cecho'} 127.0.0.1 {{port}}",
     "baseline": f"{PY} {SHARED / 'baseline_proto.py'} {{port}}",
@@ -204,6 +215,93 @@ def instructions(duration: float) -> dict[str, float]:
     return result
 
 
+def connrate(duration: float) -> dict[str, dict]:
+    """CPU per connection (connload: connect, echo 64 bytes, close), aioecho at its default
+    verbosity and with -q, against bare uvloop and the C server, one run of connrate.py."""
+    out = HERE / ".connrate.json"
+    aioecho = f"{PY} -m aioecho server --host 127.0.0.1 --port {{port}} --max-connections 20000"
+    argv = [PY, str(SHARED / "connrate.py"), "--python", PY, "--ref", "baseline-uvloop",
+            "--ref", "c", "--duration", str(duration), "--json", str(out),
+            "--server", f"aioecho={aioecho}", "--server", f"aioecho-q={aioecho} -q"]  # fmt: skip
+    print(subprocess.run(argv, check=True, capture_output=True, text=True).stdout, flush=True)
+    summary = json.loads(out.read_text())
+    out.unlink()
+    return summary.get("summary", summary)
+
+
+def newconn(duration: float) -> dict[str, float]:
+    """Connections/s that one `aioecho bench --new-connection` process drives against the C
+    server, against connload's, same pinning, same run."""
+    port = compare.free_port()
+    proc = compare.start(SERVERS["c"], port)
+    try:
+        native = subprocess.run(
+            ["taskset", "-c", "1", str(compare.BIN / "connload"), "-p", str(port),
+             "-d", str(duration)],
+            capture_output=True, text=True, timeout=120,
+        ).stdout  # fmt: skip
+        native_rate = json.loads(native.strip().splitlines()[-1])["conn_per_s"]
+        argv = ["taskset", "-c", "1", PY, "-m", "aioecho", "bench", "-q", "--host", "127.0.0.1",
+                "--port", str(port), "--new-connection", "-c", "8", "--size", "64",
+                "--duration", str(duration), "--warmup", "0.5", "--json"]  # fmt: skip
+        ours = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    finally:
+        compare.stop(proc)
+    rate = ours["result"]["connections_per_s"]
+    print(f"new connections: connload {native_rate:.0f}/s, aioecho bench {rate:.0f}/s", flush=True)
+    return {"connload_per_s": native_rate, "aioecho_bench_per_s": rate, "ratio": rate / native_rate}
+
+
+def _server_cpu_per(proc: subprocess.Popen, load: list[str]) -> tuple[float, dict]:
+    """Run the load (an `aioecho bench --json` command line); the server's CPU microseconds
+    per request or connection it served, and the bench's report."""
+    before = compare.tree_cpu_ticks(proc.pid)
+    report = json.loads(subprocess.run(load, capture_output=True, text=True, check=True).stdout)
+    ticks = compare.tree_cpu_ticks(proc.pid) - before
+    count = report["exact"]["histogram"]["count"]
+    return ticks / compare.TCK * 1e6 / max(count, 1), report["result"]
+
+
+def tls(duration: float) -> dict[str, dict]:
+    """Server CPU per TLS request (1 KiB x 10, one connection each) and per new TLS connection
+    (handshake, echo, close), aioecho against the fair bare uvloop TLS baseline, with
+    `aioecho bench --tls --insecure` as the load; warm: a first load run is not counted."""
+    import trustme  # the test dependency: a throwaway CA and certificate
+
+    result: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+        issued = trustme.CA().issue_cert("localhost", "127.0.0.1")
+        issued.cert_chain_pems[0].write_to_path(str(cert))
+        issued.private_key_pem.write_to_path(str(key))
+        servers = {
+            "baseline-uvloop-tls": f"{PY} {HERE / 'tls_baseline.py'} {{port}} {cert} {key}",
+            "aioecho": f"{AIOECHO} --tls-cert {cert} --tls-key {key}",
+        }
+        for name, cmd in servers.items():
+            port = compare.free_port()
+            proc = compare.start(cmd, port)
+            try:
+                bench = ["taskset", "-c", "1", PY, "-m", "aioecho", "bench", "-q", "--tls",
+                         "--insecure", "--host", "127.0.0.1", "--port", str(port), "--json",
+                         "--size", "1024", "--warmup", "0"]  # fmt: skip
+                _server_cpu_per(proc, [*bench, "-c", "10", "--duration", "1"])  # warm-up
+                per_request, _ = _server_cpu_per(
+                    proc, [*bench, "-c", "10", "--duration", str(duration)]
+                )
+                per_connection, figures = _server_cpu_per(
+                    proc, [*bench, "-c", "8", "--new-connection", "--duration", str(duration)]
+                )
+            finally:
+                compare.stop(proc)
+            result[name] = {"cpu_us_per_request": per_request,
+                            "cpu_us_per_connection": per_connection,
+                            "connections_per_s": figures["connections_per_s"]}  # fmt: skip
+            print(f"tls {name}: {per_request:.1f} us/request, {per_connection:.0f} us/connection",
+                  flush=True)  # fmt: skip
+    return result
+
+
 def markdown(results: dict) -> str:
     lines = [
         "# Benchmark results",
@@ -246,6 +344,21 @@ def markdown(results: dict) -> str:
     if "workers" in results:
         lines += ["## Workers (unpinned, 20 connections)", ""]
         lines += [f"- {k}: {v:.0f} req/s" for k, v in results["workers"].items()]
+        lines.append("")
+    if results.get("connrate"):
+        lines += ["## Connection rate (connrate.py: connect, echo 64 bytes, close)", ""]
+        lines += ["```", json.dumps(results["connrate"], indent=1), "```", ""]
+    if "newconn" in results:
+        b = results["newconn"]
+        lines += ["## New-connection ceiling (against cecho)", ""]
+        lines += [f"connload {b['connload_per_s']:.0f}/s, aioecho bench --new-connection "
+                  f"{b['aioecho_bench_per_s']:.0f}/s: {b['ratio']:.2f}x", ""]  # fmt: skip
+    if "tls" in results:
+        lines += ["## TLS (server CPU, warm)", ""]
+        lines += ["| server | us per request | us per new connection |", "|---|---|---|"]
+        for name, x in results["tls"].items():
+            lines.append(f"| {name} | {x['cpu_us_per_request']:.1f} | "
+                         f"{x['cpu_us_per_connection']:.0f} |")  # fmt: skip
         lines.append("")
     if results.get("instructions"):
         lines += ["## User-space instructions per request (callgrind, 1 KiB x 100)", ""]
@@ -307,6 +420,9 @@ def main() -> None:
         "ceiling": lambda: bench_ceiling(duration),
         "workers": lambda: workers(duration),
         "instructions": lambda: instructions(duration),
+        "connrate": lambda: connrate(3.0),
+        "newconn": lambda: newconn(3.0),
+        "tls": lambda: tls(3.0),
     }
     path = HERE / "results.json"
     results: dict = json.loads(path.read_text()) if args.only and path.exists() else {}
