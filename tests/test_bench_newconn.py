@@ -3,6 +3,7 @@ failed connects by reason, and its exact result through --json and merge."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -71,3 +72,41 @@ def test_new_connection_does_not_go_with_pipeline() -> None:
     result = run_cli("bench", "--new-connection", "--pipeline", "4")
     assert result.returncode == 2
     assert "--new-connection sends one request per connection" in result.stderr.decode()
+
+
+def test_the_python_310_deadline_times_out_and_lets_through() -> None:
+    """newconn's stand-in for asyncio.timeout() on Python 3.10, tested on every version."""
+    from aioecho.newconn import _deadline_compat
+
+    async def scenario() -> tuple[str, str]:
+        try:
+            async with _deadline_compat(0.01):
+                await asyncio.sleep(10)
+            late = "no timeout"
+        except asyncio.TimeoutError:
+            late = "timed out"
+        async with _deadline_compat(10):
+            await asyncio.sleep(0)
+        on_time = "done"
+        return late, on_time
+
+    assert asyncio.run(scenario()) == ("timed out", "done")
+
+    async def cancelled_from_outside() -> bool:
+        task = asyncio.ensure_future(asyncio.sleep(0))
+
+        async def inner() -> None:
+            async with _deadline_compat(10):
+                await asyncio.sleep(10)
+
+        runner = asyncio.ensure_future(inner())
+        await asyncio.sleep(0)
+        runner.cancel()
+        await task
+        try:
+            await runner
+        except asyncio.CancelledError:
+            return True  # a cancel that is not the deadline's stays a cancel
+        return False
+
+    assert asyncio.run(cancelled_from_outside())
