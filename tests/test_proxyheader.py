@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from aioecho.proxyheader import V2_SIGNATURE, ProxyHeader, ProxyHeaderError, parse
 from support import HAPROXY_DEFAULTS, WAIT, ServerProcess, free_port, peer, require_tool
+from transports import Certs
 
 V1 = b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n"
 
@@ -108,3 +110,27 @@ def test_a_connection_without_a_header_is_closed_with_one_line() -> None:
                 sock.sendall(piece)
             assert sock.recv(100) == b"payload"
         server.wait_for_line(r"^EchoServer_192\.0\.2\.1_56324: connection accepted$")
+
+
+@pytest.mark.timeout(60)
+def test_behind_haproxy_with_tls_passed_through(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """HAProxy forwards the TLS bytes untouched after its PROXY header: the handshake is ours,
+    and the log still names the client."""
+    haproxy = require_tool("haproxy")
+    certs = Certs.make(tmp_path_factory.mktemp("certs"))
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "--proxy-protocol", "--tls-cert",
+                       str(certs.cert), "--tls-key", str(certs.key)) as server:  # fmt: skip
+        server.start()
+        front = free_port()
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(HAPROXY.format(front=front, port=server.port, option="send-proxy-v2"))
+        context = ssl.create_default_context(cafile=str(certs.ca))
+        with peer([haproxy, "-db", "-f", str(config)], front):
+            with socket.create_connection(("127.0.0.1", front), timeout=WAIT) as raw:
+                own_port = raw.getsockname()[1]
+                with context.wrap_socket(raw, server_hostname="localhost") as sock:
+                    sock.sendall(b"secret")
+                    assert sock.recv(100) == b"secret"
+            server.wait_for_line(rf"^EchoServer_127\.0\.0\.1_{own_port}: closing$")

@@ -16,14 +16,14 @@ from .logs import ConnectionLog
 from .proxyheader import ProxyHeaderError, parse
 from .registry import Connections, Linked
 
-__all__ = ["ProxyHeaderProtocol"]
+__all__ = ["ClientAddressTransport", "ProxyHeaderProtocol"]
 
 _log = logging.getLogger("aioecho.server")
 
 HEADER_TIMEOUT: Final = 10.0  # seconds a connection gets to send its PROXY header
 
 
-class _ClientAddressTransport:
+class ClientAddressTransport:
     """The connection's transport, with the client's address (from the header) as its
     peername; everything else is the transport's own."""
 
@@ -99,8 +99,12 @@ class ProxyHeaderProtocol(asyncio.Protocol, Linked):
         self._handed_over = True
         inner = self._inner_factory()
         seen: asyncio.BaseTransport = self.transport
-        if header.source is not None:
-            seen = cast(asyncio.Transport, _ClientAddressTransport(self.transport, header.source))
+        if header.source is not None and hasattr(inner, "client_address"):
+            # TLS comes next: the handshake needs the real transport, and passes the address
+            # on to the echo itself (tls.TLSAcceptProtocol)
+            inner.client_address = header.source
+        elif header.source is not None:
+            seen = cast(asyncio.Transport, ClientAddressTransport(self.transport, header.source))
         inner.connection_made(seen)
         self.transport.set_protocol(inner)
         if rest and not self.transport.is_closing():

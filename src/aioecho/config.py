@@ -289,10 +289,6 @@ class ServerConfig:
             raise ConfigError("--stats-interval must be zero or more seconds")
         if self.backlog < 1:
             raise ConfigError("--backlog must be at least 1")
-        if self.proxy_protocol and self.tls_cert is not None:
-            raise ConfigError(
-                "--proxy-protocol with TLS is not supported yet: let the balancer terminate TLS"
-            )
         if self.proxy_protocol and not self.tcp:
             raise ConfigError("--proxy-protocol is for stream connections: add --tcp")
         if any(fd < 3 for fd in self.fds):

@@ -146,6 +146,8 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         self._lost: tuple[Exception | None] | None = None  # (exc,) once lost
         self._task: asyncio.Task[None] | None = None  # keeps the handshake alive
         self._peer: object = None  # the peer's address, read while the transport is open
+        # the client's address when a PROXY protocol header gave it (balancer.py)
+        self.client_address: tuple[str, int] | None = None
         self.idle_mark = -1
         self.idle_since = 0.0
         self._plain: asyncio.Transport  # set in connection_made
@@ -155,7 +157,7 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         if self._connections is not None and not self._connections.admit(self):
             plain.close()  # counted and logged (rate-limited) by the registry
             return
-        self._peer = plain.get_extra_info("peername")
+        self._peer = self.client_address or plain.get_extra_info("peername")
         # asyncio honours this until start_tls resumes reading; uvloop starts reading right
         # after connection_made regardless, so the first bytes may still come: see _raw.
         plain.pause_reading()
@@ -202,7 +204,12 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         if self._connections is not None:
             self._connections.hand_over(self)
         inner = self._inner_factory()
-        inner.connection_made(secure)
+        seen: asyncio.BaseTransport = secure
+        if self.client_address is not None:
+            from .balancer import ClientAddressTransport
+
+            seen = cast(asyncio.Transport, ClientAddressTransport(secure, self.client_address))
+        inner.connection_made(seen)
         secure.set_protocol(inner)
         for data in self._early:
             inner.data_received(data)
