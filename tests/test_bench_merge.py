@@ -93,3 +93,19 @@ def test_start_time_forms() -> None:
     assert parse_start_time("14:30") == today.timestamp()
     with pytest.raises(ConfigError):
         parse_start_time("25:00")
+
+
+def test_a_damaged_report_is_one_line(tmp_path: Path) -> None:
+    damaged = {"config": {"target": {}}, "exact": {
+        "histogram": {"buckets": {"99999999": 1}, "count": 1, "total": 1, "min": 1, "max": 1},
+        "elapsed_s": 1, "mismatches": 0, "resets": 0, "timeouts": 0, "closed": 0, "unsent": 0,
+        "closed_connections": 0}}  # fmt: skip
+    (tmp_path / "d.json").write_text(json.dumps(damaged))
+    result = run_cli("bench", "merge", str(tmp_path / "d.json"))
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines() == [
+        f"aioecho: error: {tmp_path / 'd.json'}: not the output of aioecho bench --json"
+    ]
+    for bad in ("@nan", "@-1", "@1e30"):
+        refused = run_cli("bench", "--start-at", bad)
+        assert refused.returncode == 2 and "epoch seconds from 0" in refused.stderr.decode()

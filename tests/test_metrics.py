@@ -105,3 +105,25 @@ def test_with_workers_each_serves_its_own_metrics() -> None:
         for port in ports:
             assert get(port, "/readyz") == (200, "ready\n")
         assert server.stop() == 0
+
+
+def test_at_most_64_http_clients_at_once() -> None:
+    with ServerProcess(
+        "-q", "--host", "127.0.0.1", "--port", "0", "--metrics", "127.0.0.1:0"
+    ) as server:
+        server.start()
+        port = int(re.match(METRICS_LINE, server.wait_for_line(METRICS_LINE)).group(1))  # type: ignore[union-attr]
+        held = [socket.create_connection(("127.0.0.1", port), timeout=WAIT) for _ in range(64)]
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as extra:
+                try:
+                    extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    answer = extra.recv(100)
+                except ConnectionResetError:
+                    answer = b""
+                assert answer == b""  # the 65th: closed at once, unanswered
+            held[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert held[0].recv(100).startswith(b"HTTP/1.1 200 OK")  # the 64 are served
+        finally:
+            for sock in held:
+                sock.close()

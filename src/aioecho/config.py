@@ -565,6 +565,9 @@ class CheckConfig:
             raise ConfigError("--json - and --junit - cannot both write standard output")
 
 
+MAX_EPOCH: Final = 32503680000.0  # the year 3000
+
+
 def parse_start_time(text: str) -> float:
     """A wall-clock time as epoch seconds: 'HH:MM[:SS]' (today, local time), an ISO 8601 date
     and time ('2026-11-27T14:30:00Z', local without an offset), or '@EPOCH'."""
@@ -574,9 +577,12 @@ def parse_start_time(text: str) -> float:
     text = text.strip()
     if text.startswith("@"):
         try:
-            return float(text[1:])
+            epoch = float(text[1:])
         except ValueError:
             raise ConfigError(f"invalid time {text!r}: @ takes epoch seconds") from None
+        if not 0 <= epoch < MAX_EPOCH:  # NaN too: a time the clock functions can show
+            raise ConfigError(f"invalid time {text!r}: epoch seconds from 0 to {MAX_EPOCH:.0f}")
+        return epoch
     try:
         if "T" not in text and " " not in text and text.count(":") in (1, 2):
             clock = datetime.time.fromisoformat(text)

@@ -44,6 +44,8 @@ class ExitStatus(enum.IntEnum):
 def describe_os_error(err: BaseException) -> str:
     """A short lowercase reason for an OSError: 'address already in use'."""
     if isinstance(err, OSError) and err.errno is not None:
+        if err.errno < 0 and err.strerror:  # getaddrinfo's own codes (socket.gaierror)
+            return err.strerror.lower()
         return os.strerror(err.errno).lower()
     if isinstance(err, TimeoutError):
         return "timed out"

@@ -95,13 +95,20 @@ class LatencyHistogram:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> LatencyHistogram:
+        """The histogram back from to_dict(); ValueError if data is not one (a file given to
+        `aioecho bench merge` may be anything)."""
         hist = cls()
         buckets = data["buckets"]
-        assert isinstance(buckets, dict)
+        if not isinstance(buckets, dict):
+            raise ValueError("buckets must be an object")
         for index, n in buckets.items():
-            hist.counts[int(index)] = int(n)
+            slot, count = int(index), int(n)
+            if not 0 <= slot < _BUCKETS or count < 0:
+                raise ValueError(f"no bucket {slot} (or a negative count)")
+            hist.counts[slot] = count
         for name in ("count", "total", "min", "max"):
             value = data[name]
-            assert isinstance(value, int)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a whole number")
             setattr(hist, name, value)
         return hist

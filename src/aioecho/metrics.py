@@ -8,9 +8,9 @@ own event loop (no thread), on a listener of their own.
     /readyz   200 while it accepts connections; 503 from the moment draining starts, so that a
               balancer stops sending before connections are cut
 
-HTTP is parsed by h11, bounded: a request head of at most 8 KiB, 10 s to send it, and anything
-but GET or HEAD of those three paths is a 404 or 405. prometheus_client and h11 are an optional
-extra: `pip install 'aioecho[metrics]'`.
+HTTP is parsed by h11, bounded: a request head of at most 8 KiB, 10 s to send it, 64 clients at
+once, and anything but GET or HEAD of those three paths is a 404 or 405. prometheus_client and
+h11 are an optional extra: `pip install 'aioecho[metrics]'`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ _log = logging.getLogger("aioecho.main")
 
 MAX_HEAD: Final = 8 * 1024  # bytes of request line and headers
 REQUEST_TIMEOUT: Final = 10.0  # seconds for a request to arrive whole
+MAX_CLIENTS: Final = 64  # HTTP connections at once; more are closed at once
 MISSING = "--metrics needs prometheus_client and h11: pip install 'aioecho[metrics]'"
 
 
@@ -93,6 +94,9 @@ class _HttpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        if len(self._endpoint.clients) >= MAX_CLIENTS:  # scrapers are few: a flood is not
+            self.transport.abort()
+            return
         self._endpoint.clients.add(self.transport)
         self._arm()
 
