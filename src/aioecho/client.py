@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -110,9 +111,11 @@ class EchoClientProtocol(asyncio.Protocol):
             return
         if exc is None:
             self.future.set_result(bytes(self.received))
-        elif isinstance(exc, ConnectionResetError | BrokenPipeError):
+        elif isinstance(exc, ConnectionResetError | BrokenPipeError) or (
+            isinstance(exc, OSError) and exc.errno == errno.ENOTCONN
+        ):
             # refused by a limit, a plain client on a TLS port, a crash; a write that meets the
-            # reset fails with EPIPE instead
+            # reset fails with EPIPE instead, and our write_eof (shutdown) with ENOTCONN
             sent = sum(len(m) for m in self.messages)
             self.future.set_exception(EchoError(_cut_short("reset", len(self.received), sent)))
         else:
