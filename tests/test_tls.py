@@ -126,6 +126,31 @@ def test_bad_peers_get_one_line_each_and_others_are_served(certs: Certs, loop_na
     assert not [ln for ln in server.lines if "Traceback" in ln]
 
 
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+def test_a_tls_peer_is_named_on_both_its_lines(certs: Certs, loop_name: str, reset: bool) -> None:
+    """Its closing line too, when the socket no longer knows its peer (a TLS transport, once
+    closed, answers None for the peer's address; a reset socket, ENOTCONN)."""
+    import ssl
+    import struct
+
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    with tls_server(certs, "--loop", loop_name) as server:
+        server.start()
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+        with context.wrap_socket(raw, server_hostname="localhost") as sock:
+            sock.sendall(b"x" * 1000)
+            assert sock.recv(1000)
+            name = f"EchoServer_127.0.0.1_{sock.getsockname()[1]}"
+            if reset:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        server.wait_for_line(rf"^{name}: closing")
+        assert server.stop() == 0
+    assert [ln for ln in server.lines if ln.startswith("EchoServer")] == [
+        f"{name}: connection accepted",
+        f"{name}: closing: connection reset by peer" if reset else f"{name}: closing",
+    ]
+
+
 def test_plain_client_to_tls_port_fails_clearly(certs: Certs) -> None:
     with tls_server(certs) as server:
         server.start()

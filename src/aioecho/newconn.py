@@ -71,12 +71,23 @@ class _Run:
         self.measuring = False
         self.stopping = False
         self.completed = 0
+        self.issued = 0  # measured attempts started: --requests N starts N, no more
         self.context = (
             client_context(config.target.cafile, config.target.insecure)
             if config.target.tls
             else None
         )
         self.payload = (bytes(range(256)) * (config.size // 256 + 1))[: config.size]
+
+    def more(self) -> bool:
+        """Whether to start another connection."""
+        requests = self.config.requests
+        return not self.stopping and not (self.measuring and requests and self.issued >= requests)
+
+    def issue(self) -> bool:
+        """Another connection is starting: whether it is measured (and so counted)."""
+        self.issued += self.measuring
+        return self.measuring
 
     def fail_connect(self, err: BaseException, measured: bool) -> None:
         if not measured:
@@ -91,11 +102,10 @@ class _Run:
             reason = "other"
         self.failed[reason] = self.failed.get(reason, 0) + 1
 
-    async def attempt(self, started: int) -> None:
+    async def attempt(self, started: int, measured: bool) -> None:
         """One connection, from `started` (perf_counter_ns: now, or its scheduled time), the
         whole of it bounded by --timeout (one timer: asyncio.wait_for would cost a task per
-        step, more than the rest of a short connection)."""
-        measured = self.measuring
+        step, more than the rest of a short connection); counted if `measured`."""
         loop = asyncio.get_running_loop()
         target = self.config.target
         protocol = _OneRequest(self.payload)
@@ -192,9 +202,9 @@ async def run_new_connections(config: BenchConfig, progress: TextIO | None = Non
         await asyncio.sleep(config.duration)
     run.measuring = False
     elapsed = loop.time() - started
+    # Connections under way are let finish (each is bounded by --timeout), not cut: a cut
+    # handshake is a failure in the server's log that the load did not cause.
     run.stopping = True
-    for worker in workers:
-        worker.cancel()
     pending = [*attempts, *workers]
     if pending:
         await asyncio.wait(pending, timeout=config.target.timeout)
@@ -211,23 +221,23 @@ async def run_new_connections(config: BenchConfig, progress: TextIO | None = Non
 
 
 async def _worker(run: _Run) -> None:
-    while not run.stopping:
-        await run.attempt(_perf_ns())
+    while run.more():
+        await run.attempt(_perf_ns(), run.issue())
 
 
 async def _schedule(run: _Run, attempts: set[asyncio.Future[None]]) -> None:
     """Open loop: attempt i starts at start + i/rate."""
     interval = 1e9 / run.config.rate
     start, slot = _perf_ns(), 0
-    while not run.stopping:
+    while run.more():
         due = int((_perf_ns() - start) / interval) + 1
         while slot < due:
             scheduled = start + int(slot * interval)
             if len(attempts) >= MAX_ATTEMPTS:
                 if run.measuring:
                     run.counters["unsent"] += 1
-            else:
-                task = asyncio.ensure_future(run.attempt(scheduled))
+            elif run.more():
+                task = asyncio.ensure_future(run.attempt(scheduled, run.issue()))
                 attempts.add(task)
                 task.add_done_callback(attempts.discard)
             slot += 1

@@ -45,10 +45,9 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
     and the protocol stops reading from that peer until resume_writing().
     """
 
-    # Slots, and a log name made only when a line is logged: with 10,000 idle connections the
-    # per-connection footprint is the figure that matters (README, Performance).
+    # Slots: with 10,000 idle connections the per-connection footprint is the figure that
+    # matters (README, Performance).
     __slots__ = (
-        "_admitted",
         "_close_reason",
         "_connections",
         "_debug",
@@ -67,9 +66,8 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
         self._max_buffer = max_buffer  # bytes of pending echo before reading pauses
         self._connections = connections  # the server's registry: limits, idle sweep, shutdown
         self._debug = False  # per-chunk lines are on: cached off the hot path
-        self._admitted = False  # not refused by --max-connections
         self._close_reason: str | None = None  # why we ended it, when we did
-        self._name: str | None = None  # EchoServer_{host}_{port}, once a line needs it
+        self._name = ""  # EchoServer_{host}_{port} (the seed's logger name), once admitted
         self.bytes_in = 0  # received, and so handed back to the transport
         self.unsent_at_close = 0  # echo still queued when we aborted
         self.idle_mark = -1  # the idle sweep's last view of the counters
@@ -82,11 +80,18 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
         if self._connections is not None and not self._connections.admit(self):
             self.transport.close()  # counted and logged (rate-limited) by the registry
             return
-        self._admitted = True
+        # Named now, not when a line needs it: once a peer has reset, its socket no longer
+        # knows who it was, and that is the line that matters.
+        self._name = peer_name("EchoServer", transport.get_extra_info("peername"))
         self._debug = _log.isEnabledFor(logging.DEBUG)
         self.transport.set_write_buffer_limits(high=self._max_buffer)
         if _log.isEnabledFor(logging.INFO):
             self._log(logging.INFO, "connection accepted")
+
+    @property
+    def _admitted(self) -> bool:
+        """Not refused by --max-connections (a flag of its own would cost a slot per peer)."""
+        return self._name != ""
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
@@ -134,19 +139,10 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
         self.transport.abort()
 
     def _log(self, level: int, message: str, *args: object) -> None:
-        """A line that starts `EchoServer_{host}_{port}: ` (the seed's per-peer logger name).
-
-        The name is not kept for a TCP peer (its address is there to rebuild it): with many
-        idle connections, its bytes are the figure that matters. A Unix peer's name holds a
-        number, kept so that both its lines agree."""
+        """A line that starts `EchoServer_{host}_{port}: ` (the seed's per-peer logger name)."""
         if not _log.isEnabledFor(level):
             return
         name = self._name
-        if name is None:
-            peer = self.transport.get_extra_info("peername")
-            name = peer_name("EchoServer", peer)
-            if not isinstance(peer, tuple) or self._debug:  # -v: a line per chunk
-                self._name = name
         lines = connection_lines()
         if lines is not None and level == logging.INFO:
             lines.add(name, message % args if args else message)
