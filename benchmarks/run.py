@@ -262,43 +262,68 @@ def _server_cpu_per(proc: subprocess.Popen, load: list[str]) -> tuple[float, dic
     return ticks / compare.TCK * 1e6 / max(count, 1), report["result"]
 
 
-def tls(duration: float) -> dict[str, dict]:
-    """Server CPU per TLS request (1 KiB x 10, one connection each) and per new TLS connection
-    (handshake, echo, close), aioecho against the fair bare uvloop TLS baseline, with
-    `aioecho bench --tls --insecure` as the load; warm: a first load run is not counted."""
+def tls(duration: float, reps: int) -> dict[str, dict]:
+    """Server CPU per TLS request (1 KiB x 10 connections), per new TLS connection (handshake,
+    echo, close) and per resumed one (`--tls-resume`: TLS 1.3 tickets), aioecho against the
+    fair bare uvloop TLS baseline, with `aioecho bench --tls --insecure` as the load, for an
+    ECDSA P-256 and an RSA 2048 certificate. Both servers run side by side, warmed by a first
+    load; the repetitions alternate between them, and each figure is the median, with the
+    range of the per-repetition ratios (aioecho / baseline) beside it."""
+    import statistics
+
     import trustme  # the test dependency: a throwaway CA and certificate
 
+    loads = {
+        "request": ["-c", "10"],
+        "connection": ["-c", "8", "--new-connection"],
+        "resumed": ["-c", "8", "--new-connection", "--tls-resume"],
+    }
     result: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        cert, key = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
-        issued = trustme.CA().issue_cert("localhost", "127.0.0.1")
-        issued.cert_chain_pems[0].write_to_path(str(cert))
-        issued.private_key_pem.write_to_path(str(key))
-        servers = {
-            "baseline-uvloop-tls": f"{PY} {HERE / 'tls_baseline.py'} {{port}} {cert} {key}",
-            "aioecho": f"{AIOECHO} --tls-cert {cert} --tls-key {key}",
-        }
-        for name, cmd in servers.items():
-            port = compare.free_port()
-            proc = compare.start(cmd, port)
+    for key_type in (trustme.KeyType.ECDSA, trustme.KeyType.RSA):
+        kind = "ecdsa" if key_type is trustme.KeyType.ECDSA else "rsa"
+        with tempfile.TemporaryDirectory() as tmp:
+            cert, key = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+            ca = trustme.CA(key_type=key_type)
+            issued = ca.issue_cert("localhost", "127.0.0.1", key_type=key_type)
+            issued.cert_chain_pems[0].write_to_path(str(cert))
+            issued.private_key_pem.write_to_path(str(key))
+            servers = {
+                "baseline-uvloop-tls": f"{PY} {HERE / 'tls_baseline.py'} {{port}} {cert} {key}",
+                "aioecho": f"{AIOECHO} --tls-cert {cert} --tls-key {key}",
+            }
+            procs, ports = {}, {}
+            samples: dict[str, dict[str, list[float]]] = {n: {} for n in servers}
             try:
-                bench = ["taskset", "-c", "1", PY, "-m", "aioecho", "bench", "-q", "--tls",
-                         "--insecure", "--host", "127.0.0.1", "--port", str(port), "--json",
-                         "--size", "1024", "--warmup", "0"]  # fmt: skip
-                _server_cpu_per(proc, [*bench, "-c", "10", "--duration", "1"])  # warm-up
-                per_request, _ = _server_cpu_per(
-                    proc, [*bench, "-c", "10", "--duration", str(duration)]
-                )
-                per_connection, figures = _server_cpu_per(
-                    proc, [*bench, "-c", "8", "--new-connection", "--duration", str(duration)]
-                )
+                for name, cmd in servers.items():
+                    ports[name] = compare.free_port()
+                    procs[name] = compare.start(cmd, ports[name])
+                for rep in range(reps + 1):  # the first: a warm-up, not counted
+                    for what, load in loads.items():
+                        seconds = str(duration if rep else 1)
+                        for name in servers:
+                            bench = ["taskset", "-c", "1", PY, "-m", "aioecho", "bench", "-q",
+                                     "--tls", "--insecure", "--host", "127.0.0.1", "--port",
+                                     str(ports[name]), "--json", "--size", "1024", "--warmup",
+                                     "0.2", "--duration", seconds, *load]  # fmt: skip
+                            cpu, _ = _server_cpu_per(procs[name], bench)
+                            if rep:
+                                samples[name].setdefault(what, []).append(cpu)
             finally:
-                compare.stop(proc)
-            result[name] = {"cpu_us_per_request": per_request,
-                            "cpu_us_per_connection": per_connection,
-                            "connections_per_s": figures["connections_per_s"]}  # fmt: skip
-            print(f"tls {name}: {per_request:.1f} us/request, {per_connection:.0f} us/connection",
-                  flush=True)  # fmt: skip
+                for proc in procs.values():
+                    compare.stop(proc)
+        base = samples["baseline-uvloop-tls"]
+        for name, figures in samples.items():
+            row: dict[str, float | list[float]] = {}
+            for what, values in figures.items():
+                row[f"cpu_us_per_{what}"] = statistics.median(values)
+                ratios = [a / b for a, b in zip(values, base[what], strict=True)]
+                row[f"{what}_ratio_range"] = [min(ratios), max(ratios)]
+            result[f"{name} ({kind})"] = row
+            print(f"tls {name} ({kind}): " + ", ".join(
+                f"{what} {row[f'cpu_us_per_{what}']:.1f} us "
+                f"({row[f'{what}_ratio_range'][0]:.2f}x-{row[f'{what}_ratio_range'][1]:.2f}x)"
+                for what in loads
+            ), flush=True)  # fmt: skip
     return result
 
 
@@ -354,11 +379,15 @@ def markdown(results: dict) -> str:
         lines += [f"connload {b['connload_per_s']:.0f}/s, aioecho bench --new-connection "
                   f"{b['aioecho_bench_per_s']:.0f}/s: {b['ratio']:.2f}x", ""]  # fmt: skip
     if "tls" in results:
-        lines += ["## TLS (server CPU, warm)", ""]
-        lines += ["| server | us per request | us per new connection |", "|---|---|---|"]
+        lines += ["## TLS (server CPU, warm; medians, and the range of aioecho/baseline)", ""]
+        lines += ["| server | us per request | us per new connection | us per resumed one |",
+                  "|---|---|---|---|"]  # fmt: skip
         for name, x in results["tls"].items():
-            lines.append(f"| {name} | {x['cpu_us_per_request']:.1f} | "
-                         f"{x['cpu_us_per_connection']:.0f} |")  # fmt: skip
+            cells = []
+            for what in ("request", "connection", "resumed"):
+                low, high = x[f"{what}_ratio_range"]
+                cells.append(f"{x[f'cpu_us_per_{what}']:.1f} ({low:.2f}x-{high:.2f}x)")
+            lines.append(f"| {name} | {' | '.join(cells)} |")
         lines.append("")
     if results.get("instructions"):
         lines += ["## User-space instructions per request (callgrind, 1 KiB x 100)", ""]
@@ -422,7 +451,7 @@ def main() -> None:
         "instructions": lambda: instructions(duration),
         "connrate": lambda: connrate(3.0),
         "newconn": lambda: newconn(3.0),
-        "tls": lambda: tls(3.0),
+        "tls": lambda: tls(3.0, reps),
     }
     path = HERE / "results.json"
     results: dict = json.loads(path.read_text()) if args.only and path.exists() else {}

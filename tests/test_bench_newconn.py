@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from support import ServerProcess, free_port, run_cli
+from support import HAPROXY_DEFAULTS, ServerProcess, free_port, peer, require_tool, run_cli
 from transports import Certs
 
 
@@ -81,6 +81,87 @@ def test_the_end_of_a_run_cuts_no_connection(
     assert json.loads(result.stdout)["result"]["requests"] == 100
     closing = [ln for ln in server.lines if ln.startswith("EchoServer") or "failed" in ln]
     assert closing and [ln for ln in closing if not ln.endswith((": closing", "accepted"))] == []
+
+
+@pytest.mark.timeout(60)
+def test_tls_resume_offers_the_last_session_and_counts_what_the_server_resumed(
+    tmp_path_factory: pytest.TempPathFactory, loop_name: str
+) -> None:
+    certs = Certs.make(tmp_path_factory.mktemp("certs"))
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0", "--tls-cert",
+                       str(certs.cert), "--tls-key", str(certs.key)) as server:  # fmt: skip
+        server.start()
+        common = ["bench", "--loop", loop_name, "--port", str(server.port), "--tls", "--cafile",
+                  str(certs.ca), "--new-connection", "--connections", "2", "--requests", "40",
+                  "--warmup", "0.2"]  # fmt: skip
+        resumed = run_cli(*common, "--tls-resume", "--json")
+        full = run_cli(*common, "--json")
+        table = run_cli(*common, "--tls-resume", "--workers", "2")  # two counts, added up
+    assert resumed.returncode == full.returncode == table.returncode == 0, resumed.stderr
+    # the warm-up's connections leave a session to offer: every measured one is resumed
+    assert json.loads(resumed.stdout)["result"]["tls_resumed"] == 40
+    assert json.loads(resumed.stdout)["exact"]["resumed"] == 40
+    assert "tls_resumed" not in json.loads(full.stdout)["result"]
+    assert "; resumed 40 of 40; " in table.stdout.decode().splitlines()[-1]
+
+
+def resumed_by(port: int, certs: Certs) -> dict[str, int]:
+    result = run_cli(
+        "bench", "--port", str(port), "--tls", "--cafile", str(certs.ca), "--new-connection",
+        "--connections", "1", "--requests", "10", "--warmup", "0.2", "--tls-resume", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    figures: dict[str, int] = json.loads(result.stdout)["result"]
+    return figures
+
+
+@pytest.mark.timeout(60)
+def test_tls_resume_against_socat_which_resumes(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """socat makes its TLS context before it forks: every child decrypts the same tickets."""
+    socat = require_tool("socat")
+    certs = Certs.make(tmp_path_factory.mktemp("certs"))
+    port = free_port()
+    listen = (f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={certs.cert},"
+              f"key={certs.key},verify=0")  # fmt: skip
+    with peer([socat, listen, "EXEC:cat"], port):
+        figures = resumed_by(port, certs)
+    assert figures["requests"] == figures["tls_resumed"] == 10
+
+
+@pytest.mark.timeout(60)
+def test_tls_resume_against_haproxy_without_tickets_or_cache(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A TLS terminator that resumes nothing (no tickets, no session cache): every handshake is
+    a full one, and the count says so."""
+    haproxy = require_tool("haproxy")
+    certs = Certs.make(tmp_path_factory.mktemp("certs"))
+    pem = certs.cert.parent / "haproxy.pem"  # HAProxy wants the certificate and key in one file
+    pem.write_bytes(certs.cert.read_bytes() + certs.key.read_bytes())
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        front = free_port()
+        config = certs.cert.parent / "haproxy.cfg"
+        config.write_text(
+            "global\n    tune.ssl.cachesize 0\n" + HAPROXY_DEFAULTS
+            + f"frontend tls\n    bind 127.0.0.1:{front} ssl crt {pem} no-tls-tickets\n"
+            f"    default_backend echo\nbackend echo\n    server a 127.0.0.1:{server.port}\n"
+        )  # fmt: skip
+        with peer([haproxy, "-db", "-f", str(config)], front):
+            figures = resumed_by(front, certs)
+    assert figures["requests"] == 10 and figures["tls_resumed"] == 0
+
+
+@pytest.mark.parametrize(
+    "args", [["--new-connection"], ["--tls", "--insecure"], []], ids=["no-tls", "no-new", "none"]
+)
+def test_tls_resume_needs_tls_and_new_connections(args: list[str]) -> None:
+    result = run_cli("bench", "--tls-resume", *args)
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines()[-1] == (
+        "aioecho: error: --tls-resume resumes TLS sessions on new connections: it goes with "
+        "--tls and --new-connection"
+    )
 
 
 @pytest.mark.timeout(60)

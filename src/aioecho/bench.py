@@ -239,6 +239,7 @@ class BenchResult:
     connects: LatencyHistogram | None = None
     handshakes: LatencyHistogram | None = None
     failed_connects: dict[str, int] = dataclasses.field(default_factory=dict)
+    resumed: int = 0  # --tls-resume: handshakes the server resumed
 
     @property
     def requests(self) -> int:
@@ -262,6 +263,7 @@ class BenchResult:
                 getattr(self, name).merge(theirs)
         for reason, count in other.failed_connects.items():
             self.failed_connects[reason] = self.failed_connects.get(reason, 0) + count
+        self.resumed += other.resumed
 
     def summary(self) -> dict[str, Any]:
         """The figures, with their units in their names."""
@@ -293,6 +295,8 @@ class BenchResult:
                 for p in (50, 90, 99):
                     figures[f"{name}_p{p}_us"] = hist.percentile(p) / 1000
                 figures[f"{name}_max_us"] = hist.max / 1000
+        if self.config.tls_resume:
+            figures["tls_resumed"] = self.resumed
         return figures
 
     def to_json(self) -> str:
@@ -319,6 +323,7 @@ class BenchResult:
             extra["failed_connects"] = self.failed_connects
         if self.handshakes is not None:
             extra["handshakes"] = self.handshakes.to_dict()
+            extra["resumed"] = self.resumed
         return json.dumps(
             {
                 "histogram": self.histogram.to_dict(),
@@ -339,6 +344,7 @@ class BenchResult:
             result.failed_connects = {str(k): int(v) for k, v in data["failed_connects"].items()}
         if "handshakes" in data:
             result.handshakes = LatencyHistogram.from_dict(data["handshakes"])
+            result.resumed = int(data.get("resumed", 0))
         return result
 
     def failure(self) -> str | None:
@@ -391,6 +397,8 @@ class BenchResult:
             if f"{name}_p50_us" in s:
                 values = "/".join(f"{s[f'{name}_p{p}_us']:.0f}" for p in (50, 90, 99))
                 parts.append(f"{name} p50/p90/p99 {values} us")
+        if "tls_resumed" in s:
+            parts.append(f"resumed {s['tls_resumed']} of {s['requests']}")
         failed = s["failed_connects"]
         detail = ", ".join(f"{n} {reason}" for reason, n in failed.items())
         parts.append(f"failed connects: {detail}" if failed else "failed connects: 0")

@@ -526,6 +526,7 @@ examples:
   aioecho bench --rate 20000 --duration 30     # open loop: latency from scheduled send times
   aioecho bench --spawn --new-connection       # connections/s, connect time percentiles
   aioecho bench --new-connection --rate 5000   # a connect rate, failed connects by reason
+  aioecho bench --tls --cafile ca.pem --new-connection --tls-resume   # resumed handshakes
   aioecho bench --unix /tmp/echo.sock --pipeline 8 --json
   aioecho bench --host target --json --start-at 14:30 > a.json   # on each load machine...
   aioecho bench merge a.json b.json          # ...then one report, as if one run made it
@@ -696,6 +697,13 @@ def _bench_parser(commands: Any) -> None:
         action="store_true",
         help="every request on a connection of its own: connections/s, and connect (and TLS "
         "handshake) times of their own; with --rate, a connect rate",
+    )
+    bench.add_argument(
+        "--tls-resume",
+        action="store_true",
+        help="with --tls --new-connection: offer each new connection the TLS session of one "
+        "before it (TLS 1.3 tickets, TLS 1.2 session IDs) and count the handshakes the server "
+        "resumed",
     )
     bench.add_argument(
         "--start-at",
@@ -908,6 +916,7 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
         workers=args.workers,
         start_at=args.start_at,
         new_connection=args.new_connection,
+        tls_resume=args.tls_resume,
     )
 
 

@@ -404,10 +404,16 @@ class BenchConfig:
     workers: int = 1  # processes sharing the load
     start_at: float | None = None  # wall-clock time (epoch seconds) to start at: several machines
     new_connection: bool = False  # every request on a connection of its own
+    tls_resume: bool = False  # --new-connection --tls: offer the last TLS session to the next
 
     def __post_init__(self) -> None:
         if self.target.udp:
             raise ConfigError("the bench runs over TCP, TLS or Unix sockets, not UDP")
+        if self.tls_resume and not (self.target.tls and self.new_connection):
+            raise ConfigError(
+                "--tls-resume resumes TLS sessions on new connections: "
+                "it goes with --tls and --new-connection"
+            )
         for flag, value in (
             ("--connections", self.connections),
             ("--pipeline", self.pipeline),

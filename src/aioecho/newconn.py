@@ -23,7 +23,7 @@ from typing import Any, Final, TextIO
 from .bench import BenchResult
 from .config import BenchConfig
 from .latency import LatencyHistogram
-from .tls import client_context
+from .tls import ResumingContext, client_context, resuming_context
 
 __all__ = ["run_new_connections"]
 
@@ -72,11 +72,13 @@ class _Run:
         self.stopping = False
         self.completed = 0
         self.issued = 0  # measured attempts started: --requests N starts N, no more
-        self.context = (
-            client_context(config.target.cafile, config.target.insecure)
-            if config.target.tls
-            else None
-        )
+        target = config.target
+        self.context: ssl.SSLContext | None = None
+        if config.tls_resume:
+            self.context = resuming_context(target.cafile, target.insecure)
+        elif target.tls:
+            self.context = client_context(target.cafile, target.insecure)
+        self.resumed = 0
         self.payload = (bytes(range(256)) * (config.size // 256 + 1))[: config.size]
 
     def more(self) -> bool:
@@ -111,6 +113,7 @@ class _Run:
         protocol = _OneRequest(self.payload)
         transport: Any = None
         phase = "connect"
+        resumed = False
         try:
             async with _deadline(target.timeout):
                 if target.unix is not None:
@@ -129,6 +132,10 @@ class _Run:
                 transport.write(self.payload)
                 sent = _perf_ns()
                 outcome = await protocol.done
+                if outcome == "ok" and isinstance(self.context, ResumingContext):
+                    ssl_object = transport.get_extra_info("ssl_object")
+                    resumed = ssl_object.session_reused
+                    self.context.keep(ssl_object)  # its ticket has come with the echo
         except (OSError, asyncio.TimeoutError, ssl.SSLError) as err:
             if phase == "connect":
                 self.fail_connect(err, measured)
@@ -147,6 +154,7 @@ class _Run:
         self.connects.record(connected - started)
         if self.handshakes is not None:
             self.handshakes.record(handshaken - connected)
+        self.resumed += resumed
         self.completed += 1
 
 
@@ -217,6 +225,7 @@ async def run_new_connections(config: BenchConfig, progress: TextIO | None = Non
         setattr(result, counter, value)
     result.connects, result.handshakes = run.connects, run.handshakes
     result.failed_connects = run.failed
+    result.resumed = run.resumed
     return result
 
 

@@ -23,9 +23,11 @@ from .registry import Connections, Linked
 
 __all__ = [
     "HandshakeFailures",
+    "ResumingContext",
     "TLSAcceptProtocol",
     "client_context",
     "describe_tls_error",
+    "resuming_context",
     "server_context",
     "warn_if_insecure",
 ]
@@ -85,6 +87,41 @@ def client_context(cafile: str | None = None, insecure: bool = False) -> ssl.SSL
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+class ResumingContext(ssl.SSLContext):
+    """A client context that offers `session` to every new connection it wraps: asyncio has no
+    session argument, and its TLS layer (uvloop's too) creates each connection's SSLObject with
+    wrap_bio. Sessions are the server's TLS 1.3 tickets or TLS 1.2 session IDs or tickets."""
+
+    session: ssl.SSLSession | None = None
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        offered = session or self.session
+        return super().wrap_bio(incoming, outgoing, server_side, server_hostname, offered)
+
+    def keep(self, ssl_object: ssl.SSLObject) -> None:
+        """Offer this connection's session from now on, once it can be resumed (in TLS 1.3 the
+        server's ticket comes after the handshake: call this once the echo is back)."""
+        session = ssl_object.session
+        if session is not None and (session.has_ticket or ssl_object.version() != "TLSv1.3"):
+            self.session = session
+
+
+def resuming_context(cafile: str | None = None, insecure: bool = False) -> ResumingContext:
+    """client_context(), resuming sessions."""
+    context = client_context(cafile, insecure)
+    # ssl.create_default_context() has no class argument; ResumingContext adds only a method
+    # and a class attribute, so the instance can take it as its class.
+    context.__class__ = ResumingContext
+    return cast(ResumingContext, context)
 
 
 class HandshakeFailures:
