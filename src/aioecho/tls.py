@@ -181,7 +181,7 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         self._early: list[bytes] = []  # decrypted before the hand-over
         self._eof = False
         self._lost: tuple[Exception | None] | None = None  # (exc,) once lost
-        self._task: asyncio.Task[None] | None = None  # keeps the handshake alive
+        self._task: asyncio.Task[asyncio.Transport | None] | None = None  # the handshake
         self._peer: object = None  # the peer's address, read while the transport is open
         # the client's address when a PROXY protocol header gave it (balancer.py)
         self.client_address: tuple[str, int] | None = None
@@ -198,26 +198,8 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         # asyncio honours this until start_tls resumes reading; uvloop starts reading right
         # after connection_made regardless, so the first bytes may still come: see _raw.
         plain.pause_reading()
-        self._task = asyncio.get_running_loop().create_task(self._handshake(plain))
-
-    def queued(self) -> int:
-        return 0
-
-    def abort(self, reason: str) -> None:
-        """Idle sweep or shutdown: end the handshake now."""
-        self._plain.abort()
-
-    async def _handshake(self, plain: asyncio.Transport) -> None:
-        handed_over = False
-        try:
-            handed_over = await self._run_handshake(plain)
-        finally:
-            if not handed_over and self._connections is not None:
-                self._connections.discard(self, None)
-
-    async def _run_handshake(self, plain: asyncio.Transport) -> bool:
         loop = asyncio.get_running_loop()
-        starting = asyncio.ensure_future(
+        self._task = loop.create_task(
             loop.start_tls(
                 plain,
                 self,
@@ -226,15 +208,35 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
                 ssl_handshake_timeout=self._handshake_timeout,
             )
         )
+        self._task.add_done_callback(self._handshake_done)
         # Queued after start_tls's first step, which installs its TLS protocol on the plain
         # transport and queues that protocol's connection_made and the resume of reading.
         loop.call_soon(self._taken_over, plain)
-        try:
-            secure = await starting
-        except Exception as err:  # whatever the peer did wrong, it ends this connection only
+
+    def queued(self) -> int:
+        return 0
+
+    def abort(self, reason: str) -> None:
+        """Idle sweep or shutdown: end the handshake now."""
+        self._plain.abort()
+
+    def _handshake_done(self, task: asyncio.Task[asyncio.Transport | None]) -> None:
+        """The hand-over, or the end of a connection whose handshake failed. A callback, not a
+        task awaiting start_tls: a second task per connection cost more than the rest of it."""
+        if not self._hand_over(task) and self._connections is not None:
+            self._connections.discard(self, None)
+
+    def _hand_over(self, task: asyncio.Task[asyncio.Transport | None]) -> bool:
+        plain = self._plain
+        if task.cancelled():
+            plain.abort()
+            return False
+        err = task.exception()
+        if err is not None:  # whatever the peer did wrong, it ends this connection only
             self._failures.failed(peer_name("EchoServer", self._peer), describe_tls_error(err))
             plain.abort()
             return False
+        secure = task.result()
         if secure is None:  # the connection closed during the handshake
             plain.abort()
             return False
@@ -259,7 +261,7 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
     def _taken_over(self, plain: asyncio.Transport) -> None:
         self._plain_phase = False
         if plain.get_protocol() is self:
-            return  # start_tls failed before taking over: _handshake reports it and aborts
+            return  # start_tls failed before taking over: _handshake_done reports it
         if self._raw:
             raw, self._raw = b"".join(self._raw), []
             # after the TLS protocol's connection_made, before any newer byte is read
