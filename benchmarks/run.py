@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -167,50 +168,56 @@ def callgrind_control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
 
 
+def count_instructions(command: str, load: Callable[[int, bool], int]) -> float:
+    """User-space instructions (callgrind) of the server `command` ({port}) per unit of work:
+    load(port, measured) runs a load and returns how many units it did; the first, not
+    measured, warms the server, and counting stops before the server is told to exit."""
+    port = compare.free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                f"--callgrind-out-file={out}", *command.format(port=port).split()]  # fmt: skip
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)  # fmt: skip
+        try:
+            compare.wait_listening(port, proc, timeout=120)
+            load(port, False)
+            callgrind_control(proc.pid, "-z")
+            callgrind_control(proc.pid, "-i", "on")
+            units = load(port, True)
+            callgrind_control(proc.pid, "-i", "off")
+            callgrind_control(proc.pid, "-d")
+        finally:
+            compare.stop(proc)
+        total = sum(
+            int(line.split()[1])
+            for dump in Path(tmp).glob("callgrind.out*")
+            for line in dump.read_text().splitlines()
+            if line.startswith("totals:")
+        )
+    return total / units
+
+
 def instructions(duration: float) -> dict[str, float]:
     """User-space instructions per request (callgrind), 1 KiB x 100 connections.
 
-    Unlike CPU time this does not move with the machine's load: the same server and load give
-    the same count to within a percent, so it shows what a change to the hot path costs. It
-    leaves out the kernel, which does the same system calls for every server here (one read and
-    one write per request), so differences are all user space. Counting starts after a first
-    load has warmed the server and stops before it is told to exit.
+    Unlike CPU time this hardly moves with the machine's load (the same server and load give
+    the same count to within 2-3%, depending on the run's length), so it shows what a change to
+    the hot path costs. It leaves out the kernel, which does the same system calls for every
+    server here (one read and one write per request), so differences are all user space.
     """
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         print("valgrind is not installed: no instruction counts", flush=True)
         return {}
+
+    def load(port: int, measured: bool) -> int:
+        seconds = str(duration) if measured else "1"
+        report = echoload(port, "-c", "100", "-s", "1024", "-w", "0", "-d", seconds, pin=False)
+        return int(report["requests"])
+
     result = {}
     for name in ("c", "baseline-uvloop", "aioecho", "baseline", "aioecho-asyncio"):
-        port = compare.free_port()
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "callgrind.out"
-            argv = [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                f"--callgrind-out-file={out}",
-                *SERVERS[name].format(port=port).split(),
-            ]
-            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    start_new_session=True)  # fmt: skip
-            try:
-                compare.wait_listening(port, proc, timeout=120)
-                load = ("-c", "100", "-s", "1024", "-w", "0")
-                echoload(port, *load, "-d", "1", pin=False)  # warm: the first connections
-                callgrind_control(proc.pid, "-z")
-                callgrind_control(proc.pid, "-i", "on")
-                requests = echoload(port, *load, "-d", str(duration), pin=False)["requests"]
-                callgrind_control(proc.pid, "-i", "off")
-                callgrind_control(proc.pid, "-d")
-            finally:
-                compare.stop(proc)
-            total = sum(
-                int(line.split()[1])
-                for dump in Path(tmp).glob("callgrind.out*")
-                for line in dump.read_text().splitlines()
-                if line.startswith("totals:")
-            )
-        result[name] = total / requests
+        result[name] = count_instructions(SERVERS[name], load)
         print(f"instructions {name}: {result[name]:.0f} per request", flush=True)
     return result
 
@@ -267,35 +274,18 @@ def tls_instructions(servers: dict[str, str], count: int = 200) -> dict[str, flo
     100 not counted: the TLS accept path's cost without the machine's noise."""
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         return {}
+
+    def load(port: int, measured: bool) -> int:
+        connections = count if measured else 100
+        bench = [PY, "-m", "aioecho", "bench", "-q", "--tls", "--insecure", "--host",
+                 "127.0.0.1", "--port", str(port), "--new-connection", "-c", "4", "--timeout",
+                 "60", "--warmup", "0", "--json", "--requests", str(connections)]  # fmt: skip
+        subprocess.run(bench, capture_output=True, check=True)
+        return connections
+
     result = {}
-    for name, cmd in servers.items():
-        port = compare.free_port()
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "callgrind.out"
-            argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                    f"--callgrind-out-file={out}", *cmd.format(port=port).split()]  # fmt: skip
-            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    start_new_session=True)  # fmt: skip
-            try:
-                compare.wait_listening(port, proc, timeout=120)
-                bench = [PY, "-m", "aioecho", "bench", "-q", "--tls", "--insecure", "--host",
-                         "127.0.0.1", "--port", str(port), "--new-connection", "-c", "4",
-                         "--timeout", "60", "--warmup", "0", "--json"]  # fmt: skip
-                subprocess.run([*bench, "--requests", "100"], capture_output=True, check=True)
-                callgrind_control(proc.pid, "-z")
-                callgrind_control(proc.pid, "-i", "on")
-                subprocess.run([*bench, "--requests", str(count)], capture_output=True, check=True)
-                callgrind_control(proc.pid, "-i", "off")
-                callgrind_control(proc.pid, "-d")
-            finally:
-                compare.stop(proc)
-            total = sum(
-                int(line.split()[1])
-                for dump in Path(tmp).glob("callgrind.out*")
-                for line in dump.read_text().splitlines()
-                if line.startswith("totals:")
-            )
-        result[name] = total / count
+    for name, command in servers.items():
+        result[name] = count_instructions(command, load)
         print(f"tls instructions {name}: {result[name]:.0f} per new connection", flush=True)
     return result
 
