@@ -118,8 +118,8 @@ class ResumingContext(ssl.SSLContext):
 def resuming_context(cafile: str | None = None, insecure: bool = False) -> ResumingContext:
     """client_context(), resuming sessions."""
     context = client_context(cafile, insecure)
-    # ssl.create_default_context() has no class argument; ResumingContext adds only a method
-    # and a class attribute, so the instance can take it as its class.
+    # ssl.create_default_context() has no class argument; ResumingContext adds only methods
+    # and a class attribute (no new instance layout), so the instance can take it as its class.
     context.__class__ = ResumingContext
     return cast(ResumingContext, context)
 
