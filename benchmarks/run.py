@@ -293,9 +293,10 @@ def tls_instructions(servers: dict[str, str], count: int = 200) -> dict[str, flo
 def tls(duration: float, reps: int) -> dict[str, dict]:
     """Server CPU per TLS request (1 KiB x 10 connections), per new TLS connection (handshake,
     echo, close) and per resumed one (`--tls-resume`: TLS 1.3 tickets), aioecho against the
-    fair bare uvloop TLS baseline, with `aioecho bench --tls --insecure` as the load, for an
-    ECDSA P-256 and an RSA 2048 certificate. Both servers run side by side, warmed by a first
-    load; the repetitions alternate between them, and each figure is the median, with the
+    fair bare uvloop TLS baseline (and the bare price of start_tls, tls_starttls_baseline.py),
+    with `aioecho bench --tls --insecure` as the load, for an ECDSA P-256 and an RSA 2048
+    certificate. The servers run side by side, warmed by a first load; the repetitions
+    alternate between them, and each figure is the median, with the
     range of the per-repetition ratios (aioecho / baseline) beside it. With valgrind, the
     user-space instructions per new connection too (ECDSA), which do not move with the noise."""
     import statistics
@@ -318,6 +319,8 @@ def tls(duration: float, reps: int) -> dict[str, dict]:
             issued.private_key_pem.write_to_path(str(key))
             servers = {
                 "baseline-uvloop-tls": f"{PY} {HERE / 'tls_baseline.py'} {{port}} {cert} {key}",
+                "starttls-uvloop-tls": f"{PY} {HERE / 'tls_starttls_baseline.py'} {{port}} "
+                f"{cert} {key}",
                 "aioecho": f"{AIOECHO} --tls-cert {cert} --tls-key {key}",
             }
             procs, ports = {}, {}
