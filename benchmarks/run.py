@@ -420,7 +420,7 @@ def markdown(results: dict) -> str:
         lines += [f"connload {b['connload_per_s']:.0f}/s, aioecho bench --new-connection "
                   f"{b['aioecho_bench_per_s']:.0f}/s: {b['ratio']:.2f}x", ""]  # fmt: skip
     if "tls" in results:
-        lines += ["## TLS (server CPU, warm; medians, and the range of aioecho/baseline)", ""]
+        lines += ["## TLS (server CPU, warm; medians, and the range of the ratio to baseline)", ""]
         lines += ["| server | us per request | us per new connection | us per resumed one | "
                   "instructions per new connection |", "|---|---|---|---|---|"]  # fmt: skip
         for name, x in results["tls"].items():
