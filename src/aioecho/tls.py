@@ -181,7 +181,7 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         self._early: list[bytes] = []  # decrypted before the hand-over
         self._eof = False
         self._lost: tuple[Exception | None] | None = None  # (exc,) once lost
-        self._task: asyncio.Task[asyncio.Transport | None] | None = None  # the handshake
+        self._task: asyncio.Task[None] | None = None  # the handshake, then the hand-over
         self._peer: object = None  # the peer's address, read while the transport is open
         # the client's address when a PROXY protocol header gave it (balancer.py)
         self.client_address: tuple[str, int] | None = None
@@ -199,16 +199,7 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         # after connection_made regardless, so the first bytes may still come: see _raw.
         plain.pause_reading()
         loop = asyncio.get_running_loop()
-        self._task = loop.create_task(
-            loop.start_tls(
-                plain,
-                self,
-                self._context,
-                server_side=True,
-                ssl_handshake_timeout=self._handshake_timeout,
-            )
-        )
-        self._task.add_done_callback(self._handshake_done)
+        self._task = loop.create_task(self._handshake(loop, plain))
         # Queued after start_tls's first step, which installs its TLS protocol on the plain
         # transport and queues that protocol's connection_made and the resume of reading.
         loop.call_soon(self._taken_over, plain)
@@ -220,26 +211,30 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         """Idle sweep or shutdown: end the handshake now."""
         self._plain.abort()
 
-    def _handshake_done(self, task: asyncio.Task[asyncio.Transport | None]) -> None:
-        """The hand-over, or the end of a connection whose handshake failed. A callback, not a
-        task awaiting start_tls: a second task per connection cost more than the rest of it."""
-        if not self._hand_over(task) and self._connections is not None:
-            self._connections.discard(self, None)
-
-    def _hand_over(self, task: asyncio.Task[asyncio.Transport | None]) -> bool:
-        plain = self._plain
-        if task.cancelled():
-            plain.abort()
-            return False
-        err = task.exception()
-        if err is not None:  # whatever the peer did wrong, it ends this connection only
+    async def _handshake(self, loop: asyncio.AbstractEventLoop, plain: asyncio.Transport) -> None:
+        """The handshake, then the hand-over in the same step of the task. The TLS layer wakes
+        start_tls before it delivers the data that came with the client's Finished, so the
+        inner protocol gets that data itself and its echo leaves in the same loop iteration,
+        as on the loops' own TLS servers; a done-callback would run a loop iteration later,
+        and the echo would need a write of its own."""
+        try:
+            secure = await loop.start_tls(
+                plain,
+                self,
+                self._context,
+                server_side=True,
+                ssl_handshake_timeout=self._handshake_timeout,
+            )
+        except asyncio.CancelledError:
+            self._end(plain)
+            raise
+        except Exception as err:  # whatever the peer did wrong, it ends this connection only
             self._failures.failed(peer_name("EchoServer", self._peer), describe_tls_error(err))
-            plain.abort()
-            return False
-        secure = task.result()
+            self._end(plain)
+            return
         if secure is None:  # the connection closed during the handshake
-            plain.abort()
-            return False
+            self._end(plain)
+            return
         if self._connections is not None:
             self._connections.hand_over(self)
         inner = self._inner_factory()
@@ -256,12 +251,16 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
             secure.close()
         if self._lost is not None:
             inner.connection_lost(self._lost[0])
-        return True
+
+    def _end(self, plain: asyncio.Transport) -> None:
+        plain.abort()
+        if self._connections is not None:
+            self._connections.discard(self, None)
 
     def _taken_over(self, plain: asyncio.Transport) -> None:
         self._plain_phase = False
         if plain.get_protocol() is self:
-            return  # start_tls failed before taking over: _handshake_done reports it
+            return  # start_tls failed before taking over: _handshake reports it
         if self._raw:
             raw, self._raw = b"".join(self._raw), []
             # after the TLS protocol's connection_made, before any newer byte is read
