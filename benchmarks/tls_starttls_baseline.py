@@ -40,8 +40,7 @@ class Accept(asyncio.Protocol):
         plain: Any = transport
         plain.pause_reading()
         loop = asyncio.get_running_loop()
-        task = loop.create_task(loop.start_tls(plain, self, self.context, server_side=True))
-        task.add_done_callback(self.hand_over)
+        self.task = loop.create_task(self.handshake(loop, plain))
         loop.call_soon(self.taken_over, plain)
 
     def taken_over(self, plain: Any) -> None:
@@ -56,10 +55,16 @@ class Accept(asyncio.Protocol):
 
             asyncio.get_running_loop().call_soon(feed)
 
-    def hand_over(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled() or task.exception() is not None or task.result() is None:
+    async def handshake(self, loop: Any, plain: Any) -> None:
+        """The hand-over follows start_tls in the same step of the task, before uvloop's TLS
+        layer delivers the first data, as aioecho does."""
+        try:
+            secure = await loop.start_tls(plain, self, self.context, server_side=True)
+        except Exception:
             return
-        secure, echo = task.result(), Echo()
+        if secure is None:
+            return
+        echo = Echo()
         echo.connection_made(secure)
         secure.set_protocol(echo)
         for data in self.early:

@@ -151,6 +151,55 @@ def test_a_tls_peer_is_named_on_both_its_lines(certs: Certs, loop_name: str, res
     ]
 
 
+def test_a_client_hello_that_waits_at_the_accept_is_not_lost(certs: Certs, loop_name: str) -> None:
+    """uvloop starts reading a new connection as soon as connection_made returns, before
+    start_tls has taken it over: a ClientHello already waiting in the socket is read by the
+    accepting protocol, which must hand it to the TLS layer. The server is stopped while the
+    client connects and sends its ClientHello, so that it waits there at the accept."""
+    import signal
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+
+    def receive(sock: socket.socket) -> None:
+        data = sock.recv(65536)
+        assert data, "the server closed the connection"
+        incoming.write(data)
+
+    with tls_server(certs, "--loop", loop_name) as server:
+        server.start()
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+            with pytest.raises(ssl.SSLWantReadError):
+                tls.do_handshake()
+            sock.sendall(outgoing.read())  # the ClientHello
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        with sock:
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    sock.sendall(outgoing.read())
+                    receive(sock)
+            message = os.urandom(3000)
+            tls.write(message)
+            sock.sendall(outgoing.read())  # the client's Finished, then the message
+            echo = b""
+            while len(echo) < len(message):
+                try:
+                    echo += tls.read(65536)
+                except ssl.SSLWantReadError:
+                    receive(sock)
+            assert echo == message
+        server.wait_for_line(r": closing")
+        assert server.stop() == 0
+
+
 def test_plain_client_to_tls_port_fails_clearly(certs: Certs) -> None:
     with tls_server(certs) as server:
         server.start()

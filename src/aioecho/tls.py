@@ -176,7 +176,6 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         self._handshake_timeout = handshake_timeout
         self._connections = connections
         self._failures = failures or HandshakeFailures()
-        self._plain_phase = True  # the plain transport still delivers to us, not to TLS
         self._raw: list[bytes] = []  # handshake bytes read before start_tls took over
         self._early: list[bytes] = []  # decrypted before the hand-over
         self._eof = False
@@ -200,9 +199,6 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         plain.pause_reading()
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._handshake(loop, plain))
-        # Queued after start_tls's first step, which installs its TLS protocol on the plain
-        # transport and queues that protocol's connection_made and the resume of reading.
-        loop.call_soon(self._taken_over, plain)
 
     def queued(self) -> int:
         return 0
@@ -258,20 +254,24 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
             self._connections.discard(self, None)
 
     def _taken_over(self, plain: asyncio.Transport) -> None:
-        self._plain_phase = False
+        """start_tls's first step is done: it has put its TLS protocol on the plain transport
+        and queued that protocol's connection_made. The bytes read before go to it after that."""
         if plain.get_protocol() is self:
             return  # start_tls failed before taking over: _handshake reports it
-        if self._raw:
-            raw, self._raw = b"".join(self._raw), []
-            # after the TLS protocol's connection_made, before any newer byte is read
-            asyncio.get_running_loop().call_soon(_feed, plain.get_protocol(), raw)
+        raw, self._raw = b"".join(self._raw), []
+        asyncio.get_running_loop().call_soon(_feed, plain.get_protocol(), raw)
 
     def data_received(self, data: bytes) -> None:
-        if self._plain_phase:
-            self._raw.append(data)
-            self._plain.pause_reading()  # nothing more until start_tls resumes reading
+        plain = self._plain
+        if plain.get_protocol() is not self:  # from the TLS layer, before the hand-over
+            self._early.append(data)
             return
-        self._early.append(data)
+        # From the plain transport, before start_tls's first step (uvloop, seldom), which is
+        # queued ahead of this call_soon
+        if not self._raw:
+            asyncio.get_running_loop().call_soon(self._taken_over, plain)
+        self._raw.append(data)
+        plain.pause_reading()  # nothing more until start_tls resumes reading
 
     def eof_received(self) -> bool:
         # Replayed to the inner protocol at the hand-over. TLS has no half-close: the TLS layer
