@@ -208,11 +208,12 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         self._plain.abort()
 
     async def _handshake(self, loop: asyncio.AbstractEventLoop, plain: asyncio.Transport) -> None:
-        """The handshake, then the hand-over in the same step of the task. The TLS layer wakes
-        start_tls before it delivers the data that came with the client's Finished, so the
-        inner protocol gets that data itself and its echo leaves in the same loop iteration,
-        as on the loops' own TLS servers; a done-callback would run a loop iteration later,
-        and the echo would need a write of its own."""
+        """The handshake, then the hand-over in the same step of the task. uvloop's TLS layer
+        wakes start_tls before it delivers the data that came with the client's Finished, so
+        the inner protocol gets that data itself and its echo leaves with the session tickets,
+        as on uvloop's own TLS server; a done-callback would run a loop iteration later, and
+        the echo would need a write of its own. (asyncio's TLS layer delivers that data first:
+        it waits in _early.)"""
         try:
             secure = await loop.start_tls(
                 plain,
