@@ -133,8 +133,8 @@ def test_tls_accept_logs_one_line_and_aborts_when_the_handshake_cannot_start(
         protocol.data_received(b"\x16\x03\x01")  # uvloop may deliver a first read anyway
         assert not plain.reading
         assert protocol._task is not None
-        await asyncio.wait([protocol._task])  # start_tls's task: it fails
-        await asyncio.sleep(0)  # its done-callback runs, and must see nothing to hand over
+        await asyncio.wait([protocol._task])  # start_tls fails in it: nothing to hand over
+        await asyncio.sleep(0)  # the stashed first read's _taken_over: nothing to feed
         return plain
 
     plain = asyncio.run(scenario())
