@@ -130,9 +130,8 @@ def bench_ceiling(duration: float) -> dict[str, float]:
     proc = compare.start(SERVERS["c"], port)
     try:
         native = echoload(port, "-c", "10", "-s", "1024", "-d", str(duration), "-w", "0.5")["rps"]
-        argv = ["taskset", "-c", "1", PY, "-m", "aioecho", "bench", "-q", "--host", "127.0.0.1",
-                "--port", str(port), "-c", "10", "--size", "1024", "--duration", str(duration),
-                "--warmup", "0.5", "--json"]  # fmt: skip
+        argv = bench_argv(port, "-c", "10", "--size", "1024", "--duration", str(duration),
+                          "--warmup", "0.5")  # fmt: skip
         ours = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
     finally:
         compare.stop(proc)
@@ -248,15 +247,21 @@ def newconn(duration: float) -> dict[str, float]:
             capture_output=True, text=True, timeout=120,
         ).stdout  # fmt: skip
         native_rate = json.loads(native.strip().splitlines()[-1])["conn_per_s"]
-        argv = ["taskset", "-c", "1", PY, "-m", "aioecho", "bench", "-q", "--host", "127.0.0.1",
-                "--port", str(port), "--new-connection", "-c", "8", "--size", "64",
-                "--duration", str(duration), "--warmup", "0.5", "--json"]  # fmt: skip
+        argv = bench_argv(port, "--new-connection", "-c", "8", "--size", "64",
+                          "--duration", str(duration), "--warmup", "0.5")  # fmt: skip
         ours = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
     finally:
         compare.stop(proc)
     rate = ours["result"]["connections_per_s"]
     print(f"new connections: connload {native_rate:.0f}/s, aioecho bench {rate:.0f}/s", flush=True)
     return {"connload_per_s": native_rate, "aioecho_bench_per_s": rate, "ratio": rate / native_rate}
+
+
+def bench_argv(port: int, *options: str, pinned: bool = True) -> list[str]:
+    """`aioecho bench -q --json` against 127.0.0.1:port, on core 1 unless pinned is False."""
+    pin = ["taskset", "-c", "1"] if pinned else []
+    return [*pin, PY, "-m", "aioecho", "bench", "-q", "--host", "127.0.0.1", "--port", str(port),
+            "--json", *options]  # fmt: skip
 
 
 def _server_cpu_per(proc: subprocess.Popen, load: list[str]) -> tuple[float, dict]:
@@ -277,9 +282,9 @@ def tls_instructions(servers: dict[str, str], count: int = 200) -> dict[str, flo
 
     def load(port: int, measured: bool) -> int:
         connections = count if measured else 100
-        bench = [PY, "-m", "aioecho", "bench", "-q", "--tls", "--insecure", "--host",
-                 "127.0.0.1", "--port", str(port), "--new-connection", "-c", "4", "--timeout",
-                 "60", "--warmup", "0", "--json", "--requests", str(connections)]  # fmt: skip
+        bench = bench_argv(port, "--tls", "--insecure", "--new-connection", "-c", "4",
+                           "--timeout", "60", "--warmup", "0", "--requests", str(connections),
+                           pinned=False)  # fmt: skip
         subprocess.run(bench, capture_output=True, check=True)
         return connections
 
@@ -333,10 +338,9 @@ def tls(duration: float, reps: int) -> dict[str, dict]:
                     for what, load in loads.items():
                         seconds = str(duration if rep else 1)
                         for name in servers:
-                            bench = ["taskset", "-c", "1", PY, "-m", "aioecho", "bench", "-q",
-                                     "--tls", "--insecure", "--host", "127.0.0.1", "--port",
-                                     str(ports[name]), "--json", "--size", "1024", "--warmup",
-                                     "0.2", "--duration", seconds, *load]  # fmt: skip
+                            bench = bench_argv(ports[name], "--tls", "--insecure", "--size",
+                                               "1024", "--warmup", "0.2", "--duration", seconds,
+                                               *load)  # fmt: skip
                             cpu, _ = _server_cpu_per(procs[name], bench)
                             if rep:
                                 samples[name].setdefault(what, []).append(cpu)

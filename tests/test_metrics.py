@@ -16,6 +16,13 @@ from support import WAIT, ServerProcess, run_cli, wait_until
 METRICS_LINE = r"^main: metrics on http://127\.0\.0\.1:(\d+)/metrics \(and /healthz, /readyz\)$"
 
 
+def metrics_port(server: ServerProcess) -> int:
+    """The port of the metrics endpoint, from the server's announcement."""
+    match = re.match(METRICS_LINE, server.wait_for_line(METRICS_LINE))
+    assert match is not None
+    return int(match.group(1))
+
+
 def get(port: int, path: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=WAIT) as answer:
@@ -36,7 +43,7 @@ def test_counters_move_and_readyz_turns_503_while_draining() -> None:
     with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0", "--metrics",
                        "127.0.0.1:0", "--drain-timeout", "20") as server:  # fmt: skip
         server.start()
-        port = int(re.match(METRICS_LINE, server.wait_for_line(METRICS_LINE)).group(1))  # type: ignore[union-attr]
+        port = metrics_port(server)
         status, before = get(port, "/metrics")
         assert status == 200 and metric(before, "aioecho_connections_accepted_total") == 0
         for _ in range(3):
@@ -69,7 +76,7 @@ def test_other_paths_and_methods_and_bad_requests() -> None:
         "-q", "--host", "127.0.0.1", "--port", "0", "--metrics", "127.0.0.1:0"
     ) as server:
         server.start()
-        port = int(re.match(METRICS_LINE, server.wait_for_line(METRICS_LINE)).group(1))  # type: ignore[union-attr]
+        port = metrics_port(server)
         assert get(port, "/nope")[0] == 404
         request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", method="POST")
         with pytest.raises(urllib.error.HTTPError) as refused:
@@ -112,7 +119,7 @@ def test_at_most_64_http_clients_at_once() -> None:
         "-q", "--host", "127.0.0.1", "--port", "0", "--metrics", "127.0.0.1:0"
     ) as server:
         server.start()
-        port = int(re.match(METRICS_LINE, server.wait_for_line(METRICS_LINE)).group(1))  # type: ignore[union-attr]
+        port = metrics_port(server)
         held = [socket.create_connection(("127.0.0.1", port), timeout=WAIT) for _ in range(64)]
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as extra:
