@@ -72,6 +72,8 @@ class _Run:
         self.stopping = False
         self.completed = 0
         self.issued = 0  # measured attempts started: --requests N starts N, no more
+        self.settled = 0  # measured attempts with an outcome (or not sent)
+        self.ended = asyncio.Event()  # set once --requests attempts are settled
         target = config.target
         self.context: ssl.SSLContext | None = None
         if config.tls_resume:
@@ -91,9 +93,16 @@ class _Run:
         self.issued += self.measuring
         return self.measuring
 
+    def settle(self) -> None:
+        """A measured attempt has its outcome: the run ends at the last of --requests."""
+        self.settled += 1
+        if self.settled == self.config.requests:
+            self.ended.set()
+
     def fail_connect(self, err: BaseException, measured: bool) -> None:
         if not measured:
             return
+        self.settle()
         if isinstance(err, ConnectionRefusedError):
             reason = "refused"
         elif isinstance(err, ConnectionResetError | BrokenPipeError):
@@ -146,6 +155,7 @@ class _Run:
                 transport.close()
         if not measured:
             return
+        self.settle()
         if outcome != "ok":
             key = {"mismatch": "mismatches", "reset": "resets", "timeout": "timeouts"}
             self.counters[key.get(outcome, "closed")] += 1
@@ -190,7 +200,6 @@ _deadline: Callable[[float], AbstractAsyncContextManager[Any]] = getattr(
 async def run_new_connections(config: BenchConfig, progress: TextIO | None = None) -> BenchResult:
     """One process's share of a --new-connection run."""
     run = _Run(config)
-    loop = asyncio.get_running_loop()
     attempts: set[asyncio.Future[None]] = set()
     if config.closed_loop:
         workers = [asyncio.ensure_future(_worker(run)) for _ in range(config.connections)]
@@ -200,16 +209,13 @@ async def run_new_connections(config: BenchConfig, progress: TextIO | None = Non
     if config.warmup:
         await asyncio.sleep(config.warmup)
     run.measuring = True
-    started = loop.time()
+    started = _perf_ns()  # not loop.time(): uvloop's clock moves in whole milliseconds
     if config.requests:
-        while run.completed + sum(run.failed.values()) + sum(run.counters.values()) < (
-            config.requests
-        ):
-            await asyncio.sleep(0.01)
+        await run.ended.wait()
     else:
         await asyncio.sleep(config.duration)
     run.measuring = False
-    elapsed = loop.time() - started
+    elapsed = (_perf_ns() - started) / 1e9
     # Connections under way are let finish (each is bounded by --timeout), not cut: a cut
     # handshake is a failure in the server's log that the load did not cause.
     run.stopping = True
@@ -245,6 +251,7 @@ async def _schedule(run: _Run, attempts: set[asyncio.Future[None]]) -> None:
             if len(attempts) >= MAX_ATTEMPTS:
                 if run.measuring:
                     run.counters["unsent"] += 1
+                    run.settle()
             elif run.more():
                 task = asyncio.ensure_future(run.attempt(scheduled, run.issue()))
                 attempts.add(task)
