@@ -12,7 +12,9 @@ refuses is logged and the client's connection closed; one that resets, reset.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Final, cast
 
@@ -28,6 +30,22 @@ __all__ = ["ProxyProtocol", "Upstream"]
 _log = logging.getLogger("aioecho.proxy")
 
 CONNECT_TIMEOUT: Final = 10.0  # seconds to reach the upstream
+WATCH_INTERVAL: Final = 1.0  # seconds between checks of a paused client for a reset
+_TCP_CLOSE: Final = 7  # tcpi_state of a connection the peer has reset (linux/tcp_states.h)
+
+
+def peer_has_reset(transport: asyncio.BaseTransport) -> bool:
+    """True if the kernel says the peer reset this TCP connection (Linux's TCP_INFO; False
+    where it cannot tell)."""
+    sock = transport.get_extra_info("socket")
+    option = getattr(socket, "TCP_INFO", None)
+    if sock is None or option is None or sock.family == socket.AF_UNIX:
+        return False
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, option, 1)
+    except OSError:
+        return False
+    return bool(info) and info[0] == _TCP_CLOSE
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,7 @@ class ProxyProtocol(asyncio.Protocol, Linked):
         self._to_client: _Side
         self._to_upstream: _Side | None = None
         self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.TimerHandle | None = None  # checks a paused client for a reset
         self.transport: asyncio.Transport
         self.log: ConnectionLog
 
@@ -124,19 +143,27 @@ class ProxyProtocol(asyncio.Protocol, Linked):
         loop = asyncio.get_running_loop()
         upstream = self.upstream
         try:
-            transport, up = await asyncio.wait_for(
+            await asyncio.wait_for(
                 loop.create_connection(
                     lambda: _UpstreamProtocol(self), upstream.host, upstream.port
                 ),
                 upstream.connect_timeout,
             )
         except (OSError, asyncio.TimeoutError) as err:
+            if self._up is not None:  # connected, then lost before the task resumed
+                return
             self.log.warning("upstream %s: %s", upstream.where, describe_os_error(err))
             self._refuse()
-            return
+
+    def upstream_made(self, up: _UpstreamProtocol) -> None:
+        """The upstream connection is up: everything is set here, in its connection_made, so
+        that not one byte of the upstream's (a greeting) passes before the shaper and the flow
+        control exist. A pause_writing of the client's that came before applies now."""
         if self.transport.is_closing():  # the client left meanwhile
-            transport.close()
+            up.transport.close()
             return
+        upstream = self.upstream
+        transport = up.transport
         self._up = up
         transport.set_write_buffer_limits(high=upstream.max_buffer)
         self._to_upstream = _Side(transport)
@@ -161,6 +188,8 @@ class ProxyProtocol(asyncio.Protocol, Linked):
                         self._pause_client,
                         self._maybe_done,
                     )
+        if self._paused_upstream:  # the client stopped reading before the upstream existed
+            transport.pause_reading()
         for data in self._early:
             self._to_upstream.write(data)
         self._early.clear()
@@ -207,6 +236,9 @@ class ProxyProtocol(asyncio.Protocol, Linked):
             return
         if self._task is not None:
             self._task.cancel()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         for side in (self._to_client, self._to_upstream):
             if side is not None and side.shaper is not None:
                 side.shaper.cancel()
@@ -266,10 +298,29 @@ class ProxyProtocol(asyncio.Protocol, Linked):
 
     def _pause_client(self, reason: str, paused: bool) -> None:
         pause_for(self.transport, self._paused_client, reason, paused)
+        if self._paused_client and self._watch is None and not self.transport.is_closing():
+            self._watch = asyncio.get_running_loop().call_later(WATCH_INTERVAL, self._check_client)
+
+    def _check_client(self) -> None:
+        """While the client's reading is paused the loop does not poll its socket, so a reset
+        from it would go unseen until --idle-timeout and hold its place: ask the kernel."""
+        self._watch = None
+        if not self._paused_client or self.transport.is_closing():
+            return
+        if peer_has_reset(self.transport):
+            self.connection_lost(ConnectionResetError(errno.ECONNRESET, "connection reset"))
+            self._admitted = False  # counted once: the transport's own connection_lost is moot
+            self.transport.abort()
+            return
+        self._watch = asyncio.get_running_loop().call_later(WATCH_INTERVAL, self._check_client)
 
     def _pause_upstream(self, reason: str, paused: bool) -> None:
         if self._up is not None:
             pause_for(self._up.transport, self._paused_upstream, reason, paused)
+        elif paused:  # no upstream yet: remembered, applied when it connects
+            self._paused_upstream.add(reason)
+        else:
+            self._paused_upstream.discard(reason)
 
 
 class _UpstreamProtocol(asyncio.Protocol):
@@ -281,9 +332,13 @@ class _UpstreamProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.client.upstream_made(self)
 
     def data_received(self, data: bytes) -> None:
         self.client.from_upstream(data)
+        if self.client._paused_upstream:
+            # uvloop starts reading after connection_made even if it paused: pause again
+            self.transport.pause_reading()
 
     def eof_received(self) -> bool:
         self.client.upstream_eof()

@@ -285,6 +285,7 @@ async def serve(
     sockets: Sequence[socket.socket] | None = None,
     connection: Callable[[Connections], Callable[[], asyncio.Protocol]] | None = None,
     worker: int = 0,
+    fds_per_connection: int = 1,
 ) -> Server:
     """Listen as config says (TCP, TLS, UDP, Unix socket) and echo for every peer.
 
@@ -294,13 +295,15 @@ async def serve(
     nothing is announced and no Unix socket file is removed on close. connection: makes the
     protocol factory for stream connections instead of the echo's (the proxy's), given the
     registry its protocols must join. worker: this process's number among --workers (for
-    --banner).
+    --banner). fds_per_connection: descriptors each connection holds (2 for the proxy's: the
+    client's and the upstream's), so that --max-connections is lowered to what the open-file
+    limit affords.
     """
     config = config or ServerConfig()
     loop = asyncio.get_running_loop()
     _raise_mmap_threshold()
     connections = Connections(
-        max_connections=_affordable_connections(config.max_connections),
+        max_connections=_affordable_connections(config.max_connections, fds_per_connection),
         idle_timeout=config.idle_timeout,
     )
     # The classes are chosen here, so that the plain ones pay nothing for tracing or faults.
@@ -376,17 +379,17 @@ async def serve(
     return Server(config, listeners, datagrams, connections, unix_inode, tls_failures)
 
 
-def _affordable_connections(wanted: int) -> int:
+def _affordable_connections(wanted: int, fds_per_connection: int = 1) -> int:
     """--max-connections, lowered if the open-file limit cannot hold that many sockets.
 
     Running out of descriptors is worse than refusing: asyncio then logs an accept error per
     connection in a loop, and uvloop's libuv silently drops new peers. The limit itself is the
     program's to raise (the CLI does, before serving); a library call leaves it alone."""
-    need = wanted + FD_RESERVE
+    need = wanted * fds_per_connection + FD_RESERVE
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY or soft >= need:
         return wanted
-    affordable = max(1, soft - FD_RESERVE)
+    affordable = max(1, (soft - FD_RESERVE) // fds_per_connection)
     _main_log.warning(
         "the open-file limit (%d) allows %d connections, not %d: --max-connections lowered "
         "(raise the limit with ulimit -n)",

@@ -5,9 +5,12 @@ comes back (proxy.py)."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
+import socket
 
 from ..config import ProxyConfig
+from ..errors import ConfigError
 from ..faults import FaultPlan
 from ..logs import NOTICE
 from ..proxy import ProxyProtocol, Upstream
@@ -21,6 +24,11 @@ _main_log = logging.getLogger("aioecho.main")
 
 async def run_proxy(config: ProxyConfig, role: WorkerRole | None = None) -> None:
     """The proxy until a stop signal; role: set when this process is one of --workers."""
+    if forwards_to_itself(config):
+        raise ConfigError(
+            f"--to {config.upstream_host}:{config.upstream_port} is the proxy's own listening "
+            "address: every connection would open another, without end"
+        )
     faults = config.listen.faults
     plan = None
     if faults.stream:
@@ -40,4 +48,30 @@ async def run_proxy(config: ProxyConfig, role: WorkerRole | None = None) -> None
         config.listen,
         role,
         connection=lambda connections: functools.partial(ProxyProtocol, upstream, connections),
+        fds_per_connection=2,  # the client's socket and the upstream's
     )
+
+
+def forwards_to_itself(config: ProxyConfig) -> bool:
+    """True if --to names an address the proxy itself listens on (same port, and the same
+    address, or a loopback one while the proxy listens on every address)."""
+    listen = config.listen
+    port = config.upstream_port
+    if listen.unix is not None or listen.fds or listen.port != port:
+        return False
+    upstream = _resolve(config.upstream_host, port)
+    for host in listen.hosts:
+        for address in _resolve(host, port):
+            if address in upstream or (
+                address.is_unspecified and any(a.is_loopback for a in upstream)
+            ):
+                return True
+    return False
+
+
+def _resolve(host: str, port: int) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return set()  # said when a connection tries it
+    return {ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos}

@@ -57,10 +57,12 @@ async def run_server(
     connection: Callable[[Connections], Callable[[], asyncio.Protocol]] | None = None,
     inherited: list[socket.socket] | None = None,
     how: str = "",
+    fds_per_connection: int = 1,
 ) -> None:
     """The server until a stop signal; role: set when this process is one of --workers.
     connection: another protocol than the echo's for stream connections (serve()).
-    inherited: sockets to serve instead of opening any (inherited_sockets())."""
+    inherited: sockets to serve instead of opening any (inherited_sockets()).
+    fds_per_connection: descriptors each connection holds (the proxy's hold two)."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrorLog())
     _main_log.info("using %s", loops.describe(loop))
@@ -76,18 +78,26 @@ async def run_server(
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, log_stats)
-    raise_open_file_limit(config.max_connections + FD_RESERVE)
+    raise_open_file_limit(config.max_connections * fds_per_connection + FD_RESERVE)
     watcher = None
     if role is not None:
         sockets = await worker_sockets(config, role)
-        server = await serve(config, sockets=sockets, connection=connection, worker=role.number)
+        server = await serve(
+            config,
+            sockets=sockets,
+            connection=connection,
+            worker=role.number,
+            fds_per_connection=fds_per_connection,
+        )
         report_ready(role)
         watcher = asyncio.ensure_future(stop_when_orphaned(stop, role))
     elif inherited is not None:
         announce(inherited, NOTICE, how)
-        server = await serve(config, sockets=inherited, connection=connection)
+        server = await serve(
+            config, sockets=inherited, connection=connection, fds_per_connection=fds_per_connection
+        )
     else:
-        server = await serve(config, connection=connection)
+        server = await serve(config, connection=connection, fds_per_connection=fds_per_connection)
     endpoint = None
     if config.metrics is not None:
         from ..metrics import start_metrics
