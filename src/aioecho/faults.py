@@ -16,6 +16,7 @@ continuously, with room for 20 ms of data, so the flow is smooth). The queue cou
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import socket
@@ -42,6 +43,7 @@ __all__ = [
 _log = logging.getLogger("aioecho.server")
 
 BURST: Final = 0.02  # seconds of --bandwidth a connection may send at once
+MAX_HELD: Final = 16 * 1024 * 1024  # UDP bytes --delay holds at once; more are dropped
 
 
 class FaultPlan:
@@ -51,6 +53,8 @@ class FaultPlan:
         self.config = config
         self.seed = config.seed if config.seed is not None else random.randrange(2**32)
         self._random = random.Random(self.seed)
+        # how often each fault fired: reset, close, stall (streams), drop, duplicate, corrupt
+        self.fired: collections.Counter[str] = collections.Counter()
 
     def connection(self) -> random.Random | None:
         """A generator for the next connection, or None if the faults pass it by (--fault-share)."""
@@ -75,8 +79,10 @@ class Shaper:
         max_buffer: int,
         pause: Callable[[str, bool], None],
         eof_sent: Callable[[], None],
+        fired: collections.Counter[str] | None = None,
     ) -> None:
         self.transport = transport
+        self._fired = fired if fired is not None else collections.Counter()  # cut-offs made
         self._faults = faults
         self._rng = rng
         self._max_buffer = max_buffer
@@ -190,6 +196,7 @@ class Shaper:
         return self._refilled + (1 - self._tokens) / bandwidth
 
     def _cut_off(self, kind: str) -> None:
+        self._fired[kind] += 1
         self._queue.clear()
         self.queued_bytes = 0
         if kind == "reset":
@@ -228,6 +235,7 @@ class FaultyEchoProtocol(EchoServerProtocol):
                 self._max_buffer,
                 self._pause_reading,
                 self.transport.close,  # eof_received kept the transport open: ours to close
+                self._plan.fired,
             )
 
     def data_received(self, data: bytes) -> None:
@@ -296,27 +304,49 @@ def reset(transport: asyncio.Transport) -> None:
 
 
 class FaultyDatagramProtocol(EchoDatagramProtocol):
-    """The UDP echo, dropping, duplicating, corrupting and delaying datagrams as asked."""
+    """The UDP echo, dropping, duplicating, corrupting and delaying datagrams as asked.
 
-    def __init__(self, policy: UdpPolicy, *, plan: FaultPlan) -> None:
+    The reply policy (--udp-rate, reflection ports) applies before a datagram is held, and what
+    --delay holds is bounded (MAX_HELD bytes); past it a datagram is dropped and counted."""
+
+    def __init__(self, policy: UdpPolicy, *, plan: FaultPlan, max_held: int = MAX_HELD) -> None:
         super().__init__(policy)
+        self._plan = plan
         self._faults = plan.config
         self._rng = plan.datagrams()
-        self.fault_dropped = 0
+        self._max_held = max_held
+        self.held = 0  # bytes waiting for their --delay
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        faults, rng = self._faults, self._rng
-        if faults.drop and rng.random() < faults.drop:
-            self.fault_dropped += 1
+        if not self.admit(data, addr):
             return
-        if faults.corrupt and data and rng.random() < faults.corrupt:
+        faults, rng, fired = self._faults, self._rng, self._plan.fired
+        if faults.drop and rng.random() < faults.drop:
+            fired["drop"] += 1
+            return
+        if faults.corrupt and rng.random() < faults.corrupt:
+            fired["corrupt"] += 1
             at = rng.randrange(len(data))
             data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
-        copies = 2 if faults.duplicate and rng.random() < faults.duplicate else 1
+        copies = 1
+        if faults.duplicate and rng.random() < faults.duplicate:
+            fired["duplicate"] += 1
+            copies = 2
         delay = faults.delay + (rng.uniform(0.0, faults.jitter) if faults.jitter else 0.0)
-        echo: Callable[[bytes, Any], None] = super().datagram_received
+        if not delay:
+            for _ in range(copies):
+                self.send(data, addr)
+            return
+        size = len(data) * copies
+        if self.held + size > self._max_held:
+            self._drops.add()
+            return
+        self.held += size
+        self._loop.call_later(delay, self._release, data, addr, copies)
+
+    def _release(self, data: bytes, addr: Any, copies: int) -> None:
+        self.held -= len(data) * copies
+        if self.transport.is_closing():
+            return
         for _ in range(copies):
-            if delay:
-                asyncio.get_running_loop().call_later(delay, echo, data, addr)
-            else:
-                echo(data, addr)
+            self.send(data, addr)

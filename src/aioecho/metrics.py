@@ -65,6 +65,14 @@ class _ServerCollector:
         )
         for name, text, value in counters:
             yield CounterMetricFamily(f"aioecho_{name}", text, value=value)
+        faults = stats.faults()
+        if faults:
+            fired = CounterMetricFamily(
+                "aioecho_faults_fired", "Faults that fired, by fault", labels=["fault"]
+            )
+            for kind, count in faults.items():
+                fired.add_metric([kind], count)
+            yield fired
         yield GaugeMetricFamily("aioecho_connections_open", "Connections open now", stats.active)
         yield GaugeMetricFamily(
             "aioecho_ready", "1 while accepting, 0 once draining", 0 if self._server.draining else 1

@@ -178,6 +178,7 @@ class ProxyProtocol(asyncio.Protocol, Linked):
                     upstream.max_buffer,
                     self._pause_upstream,
                     self._maybe_done,
+                    plan.fired,
                 )
                 if upstream.faults_upstream:
                     self._to_upstream.shaper = Shaper(
@@ -187,6 +188,7 @@ class ProxyProtocol(asyncio.Protocol, Linked):
                         upstream.max_buffer,
                         self._pause_client,
                         self._maybe_done,
+                        plan.fired,
                     )
         if self._paused_upstream:  # the client stopped reading before the upstream existed
             transport.pause_reading()

@@ -8,6 +8,7 @@ it writes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import logging
@@ -135,7 +136,7 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
     def abort(self, reason: str) -> None:
         """End the connection now, dropping queued echo; the close line gives the reason."""
         self._close_reason = reason
-        self.unsent_at_close = self.transport.get_write_buffer_size()
+        self.unsent_at_close += self.transport.get_write_buffer_size()
         self.transport.abort()
 
     def _log(self, level: int, message: str, *args: object) -> None:
@@ -191,8 +192,10 @@ class Server:
         connections: Connections,
         unix_inode: int | None = None,
         tls_failures: HandshakeFailures | None = None,
+        fault_counts: collections.Counter[str] | None = None,
     ) -> None:
         self._config = config
+        self._fault_counts = fault_counts  # how often each fault fired, if there are faults
         self._listeners = listeners
         self._datagrams = [transport for transport, _ in datagrams]
         self._datagram_protocols = [protocol for _, protocol in datagrams]
@@ -228,10 +231,22 @@ class Server:
     def stats(self) -> StatsSnapshot:
         """The counters now: connections, bytes, and UDP datagrams."""
         tcp = self._connections.snapshot()
+        faults = {}
+        if self._fault_counts is not None:
+            fired = self._fault_counts
+            faults = {
+                "fault_resets": fired["reset"],
+                "fault_closes": fired["close"],
+                "fault_stalls": fired["stall"],
+                "fault_drops": fired["drop"],
+                "fault_duplicates": fired["duplicate"],
+                "fault_corruptions": fired["corrupt"],
+            }
         return dataclasses.replace(
             tcp,
             datagrams_echoed=sum(p.echoed for p in self._datagram_protocols),
             datagrams_dropped=sum(p.dropped for p in self._datagram_protocols),
+            **faults,
         )
 
     async def close(self, drain_timeout: float | None = None) -> int:
@@ -286,6 +301,7 @@ async def serve(
     connection: Callable[[Connections], Callable[[], asyncio.Protocol]] | None = None,
     worker: int = 0,
     fds_per_connection: int = 1,
+    fault_counts: collections.Counter[str] | None = None,
 ) -> Server:
     """Listen as config says (TCP, TLS, UDP, Unix socket) and echo for every peer.
 
@@ -297,7 +313,8 @@ async def serve(
     registry its protocols must join. worker: this process's number among --workers (for
     --banner). fds_per_connection: descriptors each connection holds (2 for the proxy's: the
     client's and the upstream's), so that --max-connections is lowered to what the open-file
-    limit affords.
+    limit affords. fault_counts: where the faults of `connection`'s protocols count what fired
+    (the proxy's), for the statistics.
     """
     config = config or ServerConfig()
     loop = asyncio.get_running_loop()
@@ -331,6 +348,7 @@ async def serve(
         from .faults import FaultPlan, FaultyDatagramProtocol, FaultyEchoProtocol
 
         plan = FaultPlan(config.faults)
+        fault_counts = plan.fired
         _main_log.log(NOTICE, "faults: %s", config.faults.describe(plan.seed))
         if config.faults.stream:
             factory = functools.partial(
@@ -376,7 +394,7 @@ async def serve(
             )
         else:
             listeners.append(await loop.create_server(factory, sock=sock, backlog=config.backlog))
-    return Server(config, listeners, datagrams, connections, unix_inode, tls_failures)
+    return Server(config, listeners, datagrams, connections, unix_inode, tls_failures, fault_counts)
 
 
 def _affordable_connections(wanted: int, fds_per_connection: int = 1) -> int:

@@ -23,8 +23,32 @@ class StatsSnapshot:
     bytes_in: int = 0
     bytes_out: int = 0
     datagrams_echoed: int = 0  # UDP
-    datagrams_dropped: int = 0  # UDP: reflection ports and --udp-rate
+    datagrams_dropped: int = 0  # UDP: reflection ports, --udp-rate, over what --delay holds
+    # how often each fault fired, for a server with fault options (None: it has none)
+    fault_resets: int | None = None  # --reset-after
+    fault_closes: int | None = None  # --close-after
+    fault_stalls: int | None = None  # --stall-after
+    fault_drops: int | None = None  # UDP --drop
+    fault_duplicates: int | None = None  # UDP --duplicate
+    fault_corruptions: int | None = None  # UDP --corrupt
 
     def line(self) -> str:
-        """'accepted=3 active=1 refused=0 ...': one log line, every counter."""
-        return " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
+        """'accepted=3 active=1 refused=0 ...': one log line, every counter (the fault ones only
+        where the server has faults)."""
+        return " ".join(
+            f"{f.name}={value}"
+            for f in fields(self)
+            if (value := getattr(self, f.name)) is not None
+        )
+
+    def faults(self) -> dict[str, int]:
+        """{'reset': 2, ...}: the fault counters by fault, for a server with fault options."""
+        counts = {
+            "reset": self.fault_resets,
+            "close": self.fault_closes,
+            "stall": self.fault_stalls,
+            "drop": self.fault_drops,
+            "duplicate": self.fault_duplicates,
+            "corrupt": self.fault_corruptions,
+        }
+        return {kind: count for kind, count in counts.items() if count is not None}

@@ -41,6 +41,11 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
         self._debug = _log.isEnabledFor(logging.DEBUG)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.admit(data, addr):
+            self.send(data, addr)
+
+    def admit(self, data: bytes, addr: Any) -> bool:
+        """Whether to echo this datagram; one not echoed is counted as dropped."""
         if self._debug:
             _log.debug("%s: received %s", format_address(addr, udp=True), preview(data))
         # An empty datagram has nothing to echo (asyncio does not even send one): dropped.
@@ -49,6 +54,12 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
             or self._write_paused
             or not self._policy.allow(addr[0], addr[1], self._loop.time())
         ):
+            self._drops.add()
+            return False
+        return True
+
+    def send(self, data: bytes, addr: Any) -> None:
+        if self._write_paused:  # the send buffer filled meanwhile (a delayed echo)
             self._drops.add()
             return
         self.transport.sendto(data, addr)
@@ -73,8 +84,8 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
 
     def _report_drops(self, count: int) -> None:
         _log.warning(
-            "dropped %d datagram%s (empty, from reflection ports, or over --udp-rate %g/s "
-            "per source)",
+            "dropped %d datagram%s (empty, from reflection ports, over --udp-rate %g/s "
+            "per source, or past what --delay may hold)",
             count,
             "" if count == 1 else "s",
             self._policy.rate,

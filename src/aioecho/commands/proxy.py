@@ -49,6 +49,7 @@ async def run_proxy(config: ProxyConfig, role: WorkerRole | None = None) -> None
         role,
         connection=lambda connections: functools.partial(ProxyProtocol, upstream, connections),
         fds_per_connection=2,  # the client's socket and the upstream's
+        fault_counts=plan.fired if plan is not None else None,
     )
 
 

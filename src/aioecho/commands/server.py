@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import resource
@@ -58,11 +59,13 @@ async def run_server(
     inherited: list[socket.socket] | None = None,
     how: str = "",
     fds_per_connection: int = 1,
+    fault_counts: collections.Counter[str] | None = None,
 ) -> None:
     """The server until a stop signal; role: set when this process is one of --workers.
     connection: another protocol than the echo's for stream connections (serve()).
     inherited: sockets to serve instead of opening any (inherited_sockets()).
-    fds_per_connection: descriptors each connection holds (the proxy's hold two)."""
+    fds_per_connection: descriptors each connection holds (the proxy's hold two);
+    fault_counts: what connection's faults fired (serve())."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrorLog())
     _main_log.info("using %s", loops.describe(loop))
@@ -88,16 +91,26 @@ async def run_server(
             connection=connection,
             worker=role.number,
             fds_per_connection=fds_per_connection,
+            fault_counts=fault_counts,
         )
         report_ready(role)
         watcher = asyncio.ensure_future(stop_when_orphaned(stop, role))
     elif inherited is not None:
         announce(inherited, NOTICE, how)
         server = await serve(
-            config, sockets=inherited, connection=connection, fds_per_connection=fds_per_connection
+            config,
+            sockets=inherited,
+            connection=connection,
+            fds_per_connection=fds_per_connection,
+            fault_counts=fault_counts,
         )
     else:
-        server = await serve(config, connection=connection, fds_per_connection=fds_per_connection)
+        server = await serve(
+            config,
+            connection=connection,
+            fds_per_connection=fds_per_connection,
+            fault_counts=fault_counts,
+        )
     endpoint = None
     if config.metrics is not None:
         from ..metrics import start_metrics
