@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
 
 import pytest
 
-from support import STATS, WAIT, ServerProcess, stats_now, wait_for_stats, wait_until
+from support import STATS, WAIT, ServerProcess, run_cli, stats_now, wait_for_stats, wait_until
 
 DATAGRAM = 60_000
 
@@ -101,4 +102,56 @@ def test_a_server_without_faults_has_no_fault_counters() -> None:
     with ServerProcess("--host", "127.0.0.1", "--port", "0") as server:
         server.start()
         assert not any(k.startswith("fault_") for k in stats_now(server))
+        assert server.stop() == 0
+
+
+def test_one_sliced_connection_does_not_starve_the_others(loop_name: str) -> None:
+    """--slice 1 without --slice-delay: a 1 MB echo is a million writes; they used to run in a
+    few callbacks, so that other connections lost their probes and drain overran."""
+    args = ("--host", "127.0.0.1", "--port", "0", "--slice", "1", "--drain-timeout", "1")
+    with ServerProcess(*args, "--loop", loop_name) as server:
+        server.start()
+        data = bytes(1 << 20)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+            sender = threading.Thread(target=sock.sendall, args=(data,), daemon=True)
+            sender.start()
+            wait_until(lambda: stats_now(server)["bytes_in"] > 200_000, "the stream under way")
+            result = run_cli(
+                "ping", "-q", "--host", "127.0.0.1", "--port", str(server.port), "-c", "5",
+                "-i", "0.1", "--timeout", "2",
+            )  # fmt: skip
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert b"5 received" in result.stdout, result.stdout
+            started = time.monotonic()
+            assert server.stop() == 0
+            # the drain timeout, and the rest of a shutdown (not a million writes first)
+            assert time.monotonic() - started < 1 + 5, server.lines[-3:]
+
+
+@pytest.mark.parametrize("program", ["server", "proxy"])
+def test_a_bandwidth_under_one_byte_per_burst_still_echoes(program: str, loop_name: str) -> None:
+    """--bandwidth 4 (B/s): the 20 ms burst holds 0.08 bytes; the bucket used to never reach a
+    byte, so nothing was ever echoed."""
+    with contextlib.ExitStack() as stack:
+        port: int | None = None
+        if program == "proxy":
+            upstream = stack.enter_context(
+                ServerProcess("--host", "127.0.0.1", "--port", "0", "--loop", loop_name)
+            )
+            upstream.start()
+            port = upstream.port
+        where = ("--to", f"127.0.0.1:{port}") if port is not None else ()
+        server = stack.enter_context(
+            ServerProcess(*where, "--host", "127.0.0.1", "--port", "0", "--bandwidth", "4",
+                          "--loop", loop_name, program=program)
+        )  # fmt: skip
+        server.start()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+            started = time.monotonic()
+            sock.sendall(b"abc")
+            got = b""
+            while len(got) < 3:
+                got += sock.recv(10)
+            assert got == b"abc"
+            assert time.monotonic() - started >= 0.45  # a byte at once, then one every 0.25 s
         assert server.stop() == 0

@@ -43,6 +43,7 @@ __all__ = [
 _log = logging.getLogger("aioecho.server")
 
 BURST: Final = 0.02  # seconds of --bandwidth a connection may send at once
+MAX_WRITES: Final = 64  # writes of one connection's echo per turn of the loop (--slice 1)
 MAX_HELD: Final = 16 * 1024 * 1024  # UDP bytes --delay holds at once; more are dropped
 
 
@@ -106,7 +107,10 @@ class Shaper:
                 self._cut = (kind, after)
         self._eof = False
         self._eof_at = 0.0  # loop time of the EOF we are to answer
-        self._tokens = faults.bandwidth * BURST
+        # room for BURST seconds of --bandwidth, and never less than a byte (else a rate under
+        # 50 B/s would never send one)
+        self._burst = max(1.0, faults.bandwidth * BURST)
+        self._tokens = self._burst
         self._refilled = self._loop.time()
 
     def write(self, data: bytes) -> None:
@@ -157,10 +161,15 @@ class Shaper:
         now = self._loop.time()
         bandwidth = self._faults.bandwidth
         if bandwidth:
-            self._tokens = min(bandwidth * BURST, self._tokens + (now - self._refilled) * bandwidth)
+            self._tokens = min(self._burst, self._tokens + (now - self._refilled) * bandwidth)
             self._refilled = now
         faults = self._faults
+        writes = 0
         while self._queue and self._queue[0][0] <= now:
+            if writes == MAX_WRITES:  # the rest on a later turn: other connections go first
+                self._timer = self._loop.call_at(now, self._send_due)
+                return
+            writes += 1
             due, chunk = self._queue[0]
             size = min(len(chunk), faults.slice or len(chunk))
             if bandwidth:
