@@ -7,6 +7,7 @@ place each (cli.server_config, cli.client_config); the library takes them direct
 from __future__ import annotations
 
 import dataclasses
+import string
 from dataclasses import dataclass
 from typing import Final
 
@@ -41,6 +42,10 @@ DEFAULT_HOST: Final = "localhost"
 DEFAULT_PORT: Final = 10000
 # bytes: a connection stops reading from its peer once this much echo waits to be sent.
 DEFAULT_MAX_BUFFER: Final = 256 * 1024
+MAX_MAX_BUFFER: Final = 1024**3  # libuv takes the write-buffer limits as C ints
+MAX_BACKLOG: Final = 65535  # listen()'s backlog; the kernel caps it at somaxconn anyway
+MIN_STATS_INTERVAL: Final = 0.1  # seconds: more often floods the log
+MAX_FD: Final = 65535
 
 _SIZE_UNITS: Final = {
     "": 1,
@@ -277,32 +282,67 @@ class ServerConfig:
             raise ConfigError("--unix-mode must be an octal mode from 000 to 777")
         if not self.udp_rate > 0:
             raise ConfigError("--udp-rate must be more than 0 datagrams a second")
-        if self.max_buffer < 1:
-            raise ConfigError("--max-buffer must be at least 1 byte")
+        if not 1 <= self.max_buffer <= MAX_MAX_BUFFER:
+            raise ConfigError(f"--max-buffer must be 1 byte to {format_size(MAX_MAX_BUFFER)}")
         if self.drain_timeout < 0:
             raise ConfigError("--drain-timeout must be zero or more seconds")
         if self.max_connections < 1:
             raise ConfigError("--max-connections must be at least 1")
         if self.idle_timeout < 0:
             raise ConfigError("--idle-timeout must be zero or more seconds")
-        if self.stats_interval < 0:
-            raise ConfigError("--stats-interval must be zero or more seconds")
-        if self.backlog < 1:
-            raise ConfigError("--backlog must be at least 1")
+        if self.stats_interval and not MIN_STATS_INTERVAL <= self.stats_interval <= 86400:
+            raise ConfigError(
+                f"--stats-interval must be 0 (only at shutdown) or {MIN_STATS_INTERVAL:g} to "
+                "86400 seconds"
+            )
+        if not 1 <= self.backlog <= MAX_BACKLOG:
+            raise ConfigError(f"--backlog must be 1 to {MAX_BACKLOG}")
         if self.proxy_protocol and not self.tcp:
             raise ConfigError("--proxy-protocol is for stream connections: add --tcp")
-        if any(fd < 3 for fd in self.fds):
-            raise ConfigError("--fd must be 3 or more (0-2 are standard input, output and error)")
+        if any(not 3 <= fd <= MAX_FD for fd in self.fds):
+            raise ConfigError(
+                f"--fd must be 3 to {MAX_FD} (0-2 are standard input, output and error)"
+            )
+        if len(set(self.fds)) != len(self.fds):
+            repeated = next(fd for fd in self.fds if self.fds.count(fd) > 1)
+            raise ConfigError(f"--fd {repeated} is given twice")
         if self.banner is not None and (self.trace or self.faults.stream):
             raise ConfigError("--banner does not go with --trace or the stream fault options")
         if self.banner is not None:
-            try:
-                self.banner.format(hostname="h", pid=1, worker=0, port=1)
-            except (KeyError, IndexError, ValueError) as err:
-                raise ConfigError(
-                    f"--banner: {err}: the fields are {{hostname}}, {{pid}}, {{worker}}, "
-                    "{port} (double a brace to send one)"
-                ) from None
+            check_banner(self.banner)
+
+
+BANNER_FIELDS: Final = ("hostname", "pid", "worker", "port")
+MAX_BANNER: Final = 4096  # bytes of --banner once its fields are filled in
+
+
+def check_banner(template: str) -> None:
+    """--banner: literal text and the fields {hostname} {pid} {worker} {port}, nothing else (no
+    format spec, conversion, attribute or index: a user's string never reaches str.format with
+    more than names), at most MAX_BANNER bytes with the longest values filled in."""
+    hint = "the fields are {hostname}, {pid}, {worker}, {port} (double a brace to send one)"
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise ConfigError(f"--banner: {err}: {hint}") from None
+    longest = {"hostname": 255, "pid": 10, "worker": 4, "port": 5}
+    size = 0
+    for literal, field, spec, conversion in parts:
+        size += len(literal.encode())
+        if field is None:
+            continue
+        if field not in BANNER_FIELDS or spec or conversion:
+            shown = (
+                "{"
+                + field
+                + (f"!{conversion}" if conversion else "")
+                + (f":{spec}" if spec else "")
+                + "}"
+            )
+            raise ConfigError(f"--banner: {shown} is not a field: {hint}")
+        size += longest[field]
+    if size > MAX_BANNER:
+        raise ConfigError(f"--banner must be at most {MAX_BANNER} bytes, fields filled in")
 
 
 @dataclass(frozen=True, kw_only=True)
