@@ -3,9 +3,11 @@ drain; HTTP parsed by h11, bounded."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
+import threading
 import urllib.error
 import urllib.request
 
@@ -114,23 +116,64 @@ def test_with_workers_each_serves_its_own_metrics() -> None:
         assert server.stop() == 0
 
 
-def test_at_most_64_http_clients_at_once() -> None:
+def test_half_sent_requests_do_not_keep_health_out() -> None:
+    """64 clients that send half a request and wait used to make /healthz fail (a liveness
+    probe would restart a healthy server): the one that waited longest makes room."""
     with ServerProcess(
         "-q", "--host", "127.0.0.1", "--port", "0", "--metrics", "127.0.0.1:0"
     ) as server:
         server.start()
         port = metrics_port(server)
-        held = [socket.create_connection(("127.0.0.1", port), timeout=WAIT) for _ in range(64)]
+        held = []
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as extra:
-                try:
-                    extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                    answer = extra.recv(100)
-                except ConnectionResetError:
-                    answer = b""
-                assert answer == b""  # the 65th: closed at once, unanswered
-            held[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert held[0].recv(100).startswith(b"HTTP/1.1 200 OK")  # the 64 are served
+            for _ in range(64):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+                held.append(sock)
+            for _ in range(3):
+                assert get(port, "/healthz") == (200, "ok\n")
+            with contextlib.suppress(ConnectionResetError):
+                assert held[0].recv(100) == b""  # the oldest left to make room
+            held[-1].sendall(b"st: x\r\n\r\n")
+            assert held[-1].recv(100).startswith(b"HTTP/1.1 200 OK")  # the newest still served
         finally:
             for sock in held:
                 sock.close()
+        assert server.stop() == 0
+        assert not [ln for ln in server.lines if "error" in ln.lower()], server.lines
+
+
+def test_pipelined_requests_are_answered_in_turn() -> None:
+    """2,000 requests in one write used to end in RecursionError, a traceback per connection."""
+    with ServerProcess(
+        "-q", "--host", "127.0.0.1", "--port", "0", "--metrics", "127.0.0.1:0"
+    ) as server:
+        server.start()
+        port = metrics_port(server)
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+                threading.Thread(target=sock.sendall, args=(request * 2000,), daemon=True).start()
+                got = b""
+                while got.count(b"ok\n") < 2000:
+                    chunk = sock.recv(1 << 16)
+                    assert chunk, got[-200:]
+                    got += chunk
+                assert got.count(b"HTTP/1.1 200 OK") == 2000
+        assert server.stop() == 0
+        assert not [ln for ln in server.lines if "Traceback" in ln or "error" in ln], server.lines
+
+
+def test_a_head_over_8_kib_is_refused_also_in_one_read() -> None:
+    with ServerProcess(
+        "-q", "--host", "127.0.0.1", "--port", "0", "--metrics", "127.0.0.1:0"
+    ) as server:
+        server.start()
+        port = metrics_port(server)
+        for size in (9_000, 100_000):
+            head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * size + b"\r\n\r\n"
+            with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+                sock.sendall(head)
+                answer = sock.recv(100)
+                assert answer.startswith((b"HTTP/1.1 431 ", b"HTTP/1.1 400 ")), answer
+        assert server.stop() == 0

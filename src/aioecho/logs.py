@@ -228,15 +228,22 @@ class LoopErrorLog:
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
         message = context.get("message", "unexpected event loop error")
-        if exc is not None and not isinstance(exc, OSError | asyncio.TimeoutError):
-            self._log.error("%s", message, exc_info=exc)
-            return
-        text = f"{message}: {describe_os_error(exc) if exc else 'no details'}"
+        bug = exc is not None and not isinstance(exc, OSError | asyncio.TimeoutError)
+        if bug:  # a bug: its traceback once, then rate-limited like any other (it may repeat)
+            text = f"{message}: {type(exc).__name__}: {exc}"[:500]
+        else:
+            text = f"{message}: {describe_os_error(exc) if exc else 'no details'}"
         now = loop.time()
+        seen = text in self._last
         last, repeats = self._last.get(text, (-1e9, 0))
         if now - last < 1.0:
             self._last[text] = (last, repeats + 1)
             return
+        if len(self._last) >= 1000:  # bounded, whatever the messages
+            self._last.clear()
         self._last[text] = (now, 0)
         more = f" (and {repeats} more like it)" if repeats else ""
-        self._log.error("%s%s", text, more)
+        if bug and not seen:
+            self._log.error("%s%s", message, more, exc_info=exc)
+        else:
+            self._log.error("%s%s", text, more)

@@ -8,8 +8,10 @@ own event loop (no thread), on a listener of their own.
     /readyz   200 while it accepts connections; 503 from the moment draining starts, so that a
               balancer stops sending before connections are cut
 
-HTTP is parsed by h11, bounded: a request head of at most 8 KiB, 10 s to send it, 64 clients at
-once, and anything but GET or HEAD of those three paths is a 404 or 405. prometheus_client and
+HTTP is parsed by h11, bounded: a request head of at most 8 KiB (431 past it), 10 s to send
+it, 64 clients at once (a 65th makes the one that has waited longest for its request leave, so
+that idle connections cannot keep a health probe out), pipelined requests answered in turn with
+flow control, and anything but GET or HEAD of those three paths is a 404 or 405. prometheus_client and
 h11 are an optional extra: `pip install 'aioecho[metrics]'`.
 """
 
@@ -102,10 +104,14 @@ class _HttpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        if len(self._endpoint.clients) >= MAX_CLIENTS:  # scrapers are few: a flood is not
-            self.transport.abort()
-            return
-        self._endpoint.clients.add(self.transport)
+        clients = self._endpoint.clients
+        if len(clients) >= MAX_CLIENTS:
+            # Full: the client that has waited longest without a whole request makes room, so
+            # that idle or half-sent connections cannot keep a health probe out.
+            oldest = next(iter(clients))
+            del clients[oldest]
+            oldest.abort()
+        clients[self.transport] = None
         self._arm()
 
     def _arm(self) -> None:
@@ -118,27 +124,45 @@ class _HttpProtocol(asyncio.Protocol):
         self._process()
 
     def _process(self) -> None:
+        """Answer every whole request received, pipelined ones included, in a loop (a client
+        may send thousands in one write: no recursion)."""
         h11 = self._h11
+        conn = self._conn
         while True:
             try:
-                event = self._conn.next_event()
+                event = conn.next_event()
             except h11.RemoteProtocolError:
                 self._send_error(400, b"bad request\n")
                 return
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                break
+            if event is h11.NEED_DATA:
+                return
+            if event is h11.PAUSED:
+                if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+                    conn.start_next_cycle()
+                    self._touch()
+                    continue
+                if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                    self.transport.close()
+                return
             if isinstance(event, h11.Request):
+                if _head_size(event) > MAX_HEAD:
+                    self._send_error(431, b"request header fields too large\n")
+                    return
                 self._answer(event)
+                if conn.our_state is h11.MUST_CLOSE:
+                    self.transport.close()
+                    return
             elif isinstance(event, h11.ConnectionClosed):
                 self.transport.close()
                 return
-        if self._conn.our_state is h11.DONE and self._conn.their_state is h11.DONE:
-            self._conn.start_next_cycle()
-            self._arm()
-            if self._conn.trailing_data[0]:  # a pipelined request is waiting
-                self._process()
-        elif self._conn.our_state is h11.MUST_CLOSE:
-            self.transport.close()
+
+    def _touch(self) -> None:
+        """A whole request answered: the client goes to the back of the eviction order."""
+        clients = self._endpoint.clients
+        if self.transport in clients:
+            del clients[self.transport]
+            clients[self.transport] = None
+        self._arm()
 
     def eof_received(self) -> bool:
         return False  # a client that is done: close
@@ -146,7 +170,13 @@ class _HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._endpoint.clients.discard(self.transport)
+        self._endpoint.clients.pop(self.transport, None)
+
+    def pause_writing(self) -> None:  # a client that sends requests and reads no answer
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.transport.resume_reading()
 
     def _answer(self, request: Any) -> None:
         method = request.method.decode("ascii", "replace")
@@ -200,7 +230,8 @@ class MetricsEndpoint:
             "/readyz": self._ready,
         }
         self._listener: asyncio.Server | None = None
-        self.clients: set[asyncio.Transport] = set()
+        # open HTTP connections, the one that waited longest for its request first
+        self.clients: dict[asyncio.Transport, None] = {}
 
     def _metrics(self) -> tuple[int, str, bytes]:
         return 200, self._content_type, self._generate(self._registry)
@@ -234,6 +265,12 @@ async def start_metrics(
     host, port = await endpoint.start(*where)
     _log.log(level, "metrics on http://%s/metrics (and /healthz, /readyz)", _url_host(host, port))
     return endpoint
+
+
+def _head_size(request: Any) -> int:
+    """About the bytes of a request's head (h11 bounds it only while incomplete)."""
+    size = len(request.method) + len(request.target) + 12
+    return size + sum(len(name) + len(value) + 4 for name, value in request.headers)
 
 
 def _url_host(host: str, port: int) -> str:
