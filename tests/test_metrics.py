@@ -177,3 +177,33 @@ def test_a_head_over_8_kib_is_refused_also_in_one_read() -> None:
                 answer = sock.recv(100)
                 assert answer.startswith((b"HTTP/1.1 431 ", b"HTTP/1.1 400 ")), answer
         assert server.stop() == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_taken_metrics_port_stops_the_start_before_any_listening_line(workers: str) -> None:
+    """The echo's port used to be announced first (a script had already started), and with
+    --workers each worker was restarted for ever."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run_cli(
+            "server", "--host", "127.0.0.1", "--port", "0", "--workers", workers,
+            "--metrics", f"127.0.0.1:{port}",
+        )  # fmt: skip
+    lines = result.stderr.decode().splitlines()
+    assert result.returncode != 0, lines
+    assert not [ln for ln in lines if "listening on" in ln], lines
+    assert not [ln for ln in lines if "restarting" in ln], lines
+    assert any(f"127.0.0.1 port {port} (--metrics)" in ln for ln in lines), lines
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_worker_metrics_ports_past_65535_are_refused() -> None:
+    result = run_cli("server", "--port", "0", "--workers", "4", "--metrics", "127.0.0.1:65534")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.decode().splitlines()[-1] == (
+        "aioecho: error: --metrics port 65534 with 4 workers: worker 4 would serve on port "
+        "65537 (each worker takes the next port; at most 65535)"
+    )

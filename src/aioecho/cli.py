@@ -46,7 +46,7 @@ from .config import (
 )
 from .errors import AioechoError, ConfigError, ExitStatus, describe_os_error
 from .logs import LOG_FORMATS, configure
-from .workers import WorkerRole, supervise, worker_count
+from .workers import WorkerRole, check_metrics_ports, supervise, worker_count
 
 __all__ = ["build_parser", "main"]
 
@@ -1017,6 +1017,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "server":
             config = server_config(args)
             workers = worker_count(args.workers)
+            if workers > 1:
+                check_metrics_ports(config, workers)
             inherited, how = inherited_sockets(config) if role is None else (None, "")
             if role is None and workers > 1:
                 loops.run(supervise(config, workers, raw, inherited, how), loop_name)

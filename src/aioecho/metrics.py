@@ -43,8 +43,8 @@ MISSING = "--metrics needs prometheus_client and h11: pip install 'aioecho[metri
 class _ServerCollector:
     """The server's statistics as Prometheus metric families, built at each scrape."""
 
-    def __init__(self, server: Server, loop_name: str) -> None:
-        self._server = server
+    def __init__(self, endpoint: MetricsEndpoint, loop_name: str) -> None:
+        self._endpoint = endpoint
         self._loop_name = loop_name
 
     def collect(self) -> Iterator[Any]:
@@ -54,7 +54,10 @@ class _ServerCollector:
             InfoMetricFamily,
         )
 
-        stats = self._server.stats()
+        server = self._endpoint.server
+        if server is None:  # still starting up
+            return
+        stats = server.stats()
         counters = (
             ("connections_accepted", "Connections taken on", stats.accepted),
             ("connections_refused", "Closed at once (--max-connections)", stats.refused),
@@ -77,7 +80,7 @@ class _ServerCollector:
             yield fired
         yield GaugeMetricFamily("aioecho_connections_open", "Connections open now", stats.active)
         yield GaugeMetricFamily(
-            "aioecho_ready", "1 while accepting, 0 once draining", 0 if self._server.draining else 1
+            "aioecho_ready", "1 while accepting, 0 once draining", 0 if server.draining else 1
         )
         yield InfoMetricFamily(
             "aioecho_build",
@@ -209,18 +212,20 @@ class _HttpProtocol(asyncio.Protocol):
 
 
 class MetricsEndpoint:
-    """The HTTP listener for /metrics, /healthz and /readyz of one server."""
+    """The HTTP listener for /metrics, /healthz and /readyz of one server. It opens before the
+    server does (so that every listener is open before the listening lines): until `server` is
+    set, /readyz says 503 and /metrics has only the process's figures."""
 
-    def __init__(self, server: Server, loop_name: str) -> None:
+    def __init__(self, loop_name: str, server: Server | None = None) -> None:
         try:
             import h11  # noqa: F401
             from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
             from prometheus_client.exposition import CONTENT_TYPE_LATEST
         except ImportError:
             raise AioechoError(MISSING) from None
-        self._server = server
+        self.server = server
         self._registry = CollectorRegistry()
-        self._registry.register(_ServerCollector(server, loop_name))
+        self._registry.register(_ServerCollector(self, loop_name))
         ProcessCollector(registry=self._registry)
         self._generate = generate_latest
         self._content_type = CONTENT_TYPE_LATEST
@@ -237,7 +242,9 @@ class MetricsEndpoint:
         return 200, self._content_type, self._generate(self._registry)
 
     def _ready(self) -> tuple[int, str, bytes]:
-        if self._server.draining:
+        if self.server is None:
+            return 503, "text/plain; charset=utf-8", b"starting\n"
+        if self.server.draining:
             return 503, "text/plain; charset=utf-8", b"draining\n"
         return 200, "text/plain; charset=utf-8", b"ready\n"
 
@@ -258,10 +265,11 @@ class MetricsEndpoint:
 
 
 async def start_metrics(
-    server: Server, where: tuple[str, int], loop_name: str, level: int
+    where: tuple[str, int], loop_name: str, level: int, server: Server | None = None
 ) -> MetricsEndpoint:
-    """Serve server's metrics and health at where; log the line scripts read the port from."""
-    endpoint = MetricsEndpoint(server, loop_name)
+    """Serve metrics and health at where (the server's once it is set); log the line scripts
+    read the port from."""
+    endpoint = MetricsEndpoint(loop_name, server)
     host, port = await endpoint.start(*where)
     _log.log(level, "metrics on http://%s/metrics (and /healthz, /readyz)", _url_host(host, port))
     return endpoint

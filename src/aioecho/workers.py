@@ -38,7 +38,7 @@ from .listeners import announce, open_sockets, remove_unix_socket
 from .logs import NOTICE
 from .tls import server_context
 
-__all__ = ["ENV", "WorkerRole", "supervise", "worker_count"]
+__all__ = ["ENV", "WorkerRole", "check_metrics_ports", "supervise", "worker_count"]
 
 _log = logging.getLogger("aioecho.main")
 
@@ -91,6 +91,17 @@ def worker_count(requested: int) -> int:
     return requested if requested > 0 else cpus
 
 
+def check_metrics_ports(config: ServerConfig, count: int) -> None:
+    """Worker N serves --metrics on the Nth port from the one given: all must exist."""
+    if config.metrics is not None and config.metrics[1]:
+        last = config.metrics[1] + count - 1
+        if last > 65535:
+            raise ConfigError(
+                f"--metrics port {config.metrics[1]} with {count} workers: worker {count} "
+                f"would serve on port {last} (each worker takes the next port; at most 65535)"
+            )
+
+
 async def supervise(
     config: ServerConfig,
     count: int,
@@ -131,6 +142,7 @@ async def supervise(
     if config.unix is None and inherited is None:  # port 0: the port the supervisor reserved
         command += ["--port", str(port)]
     failure: list[str] = []
+    announced = asyncio.Event()  # every first worker served: later deaths are restarted
 
     procs: dict[int, asyncio.subprocess.Process] = {}
     stopping = asyncio.Event()
@@ -151,7 +163,8 @@ async def supervise(
             status = await proc.wait()
             if stopping.is_set():
                 return
-            if status == ExitStatus.USAGE:  # it will not start however often it is restarted
+            if status == ExitStatus.USAGE or not announced.is_set():
+                # it will not start however often it is restarted (a taken --metrics port)
                 failure.append(f"worker {number} could not start (exit status {status})")
                 stop()
                 return
@@ -179,7 +192,8 @@ async def supervise(
     loop.add_signal_handler(signal.SIGUSR1, forward, signal.SIGUSR1)
     running = asyncio.gather(*(keep_running(n) for n in range(1, count + 1)))
     try:
-        await _announce_when_ready(ready, count, sockets, running, how)
+        if await _announce_when_ready(ready, count, sockets, running, how):
+            announced.set()
         await running
     finally:
         ready_transport.close()
@@ -199,15 +213,17 @@ async def _announce_when_ready(
     sockets: list[socket.socket],
     running: asyncio.Future[list[None]],
     how: str,
-) -> None:
-    """Print the listening lines once every first worker serves (or the workers are gone)."""
+) -> bool:
+    """Print the listening lines once every first worker serves (True), or the workers are
+    gone (False)."""
     waiting = asyncio.ensure_future(ready.readexactly(count))
     either: set[asyncio.Future[Any]] = {waiting, running}
     await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-    if waiting.done():
+    if waiting.done() and not waiting.exception():
         announce(sockets, NOTICE, how)
-    else:
-        waiting.cancel()
+        return True
+    waiting.cancel()
+    return False
 
 
 # The worker's half.

@@ -82,6 +82,14 @@ async def run_server(
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, log_stats)
     raise_open_file_limit(config.max_connections * fds_per_connection + FD_RESERVE)
+    endpoint = None
+    if config.metrics is not None:  # before the echo's listeners: open when they are announced
+        from ..metrics import start_metrics
+
+        host, port = config.metrics
+        if role is not None and port:  # per worker: worker N on the Nth port from there
+            port += role.number - 1
+        endpoint = await start_metrics((host, port), loops.describe(loop), NOTICE)
     watcher = None
     if role is not None:
         sockets = await worker_sockets(config, role)
@@ -111,14 +119,8 @@ async def run_server(
             fds_per_connection=fds_per_connection,
             fault_counts=fault_counts,
         )
-    endpoint = None
-    if config.metrics is not None:
-        from ..metrics import start_metrics
-
-        host, port = config.metrics
-        if role is not None and port:  # per worker: worker N on the Nth port from there
-            port += role.number - 1
-        endpoint = await start_metrics(server, (host, port), loops.describe(loop), NOTICE)
+    if endpoint is not None:
+        endpoint.server = server
     ticker = asyncio.ensure_future(_every(config.stats_interval, log_stats))
     await stop.wait()
     ticker.cancel()
