@@ -433,3 +433,39 @@ def test_a_reader_that_goes_away_ends_ping_in_one_line() -> None:
         assert status == 1
         assert lines == ["aioecho: error: cannot write to standard output: broken pipe"]
         assert server.stop() == 0
+
+
+@pytest.mark.parametrize("new_connection", [False, True], ids=["kept", "new-connection"])
+def test_a_server_that_accepts_then_resets_is_a_reset_probe_by_probe(
+    new_connection: bool, loop_name: str
+) -> None:
+    """It used to end 4 runs in 10 with RuntimeError (a write on a closed transport), and with
+    --new-connection that text was a probe line."""
+    import struct
+    import threading
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+
+        def reset_all() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+
+        threading.Thread(target=reset_all, daemon=True).start()
+        more = ["--new-connection"] if new_connection else []
+        for _ in range(5):
+            result = ping("--port", str(port), "-c", "6", "-i", "0.02", "--loop", loop_name, *more)
+            out, err = result.stdout.decode(), result.stderr.decode()
+            assert "Traceback" not in err and "RuntimeError" not in out + err, out + err
+            probes = [ln for ln in out.splitlines() if ln.startswith("seq=")]
+            assert len(probes) == 6, out
+            assert all(ln.split()[1] in ("reset", "closed") for ln in probes), out
+            assert "6 probes sent, 0 received" in out, out
+        listener.shutdown(socket.SHUT_RDWR)

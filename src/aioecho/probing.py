@@ -123,17 +123,22 @@ class _EchoProbes(asyncio.Protocol):
         self.idle: asyncio.Future[None] | None = None  # resolved when nothing is in flight
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._lost: str | None = None  # "reset" or "closed" once the connection is gone
         self.transport: asyncio.Transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
     def send(self, seq: int) -> None:
+        if self._lost is not None:  # gone between its opening and this probe
+            self.emit(ProbeResult(seq, self._lost, self.size, peer=self.peer))
+            return
         sent = _perf_ns()
         data = payload(seq, self.size, sent)
         self.inflight.append((seq, sent, data))
         self._timers[seq] = asyncio.get_running_loop().call_later(self.timeout, self._expire, seq)
-        self.transport.write(data)
+        if not self.transport.is_closing():  # else connection_lost, on its way, ends the probe
+            self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
         now = _perf_ns()
@@ -156,7 +161,8 @@ class _EchoProbes(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._break("reset" if exc is not None else "closed")
+        self._lost = "reset" if exc is not None else "closed"
+        self._break(self._lost)
         if not self.closed.done():
             self.closed.set_result(None)
 
