@@ -11,8 +11,8 @@ own event loop (no thread), on a listener of their own.
 HTTP is parsed by h11, bounded: a request head of at most 8 KiB (431 past it), 10 s to send
 it, 64 clients at once (a 65th makes the one that has waited longest for its request leave, so
 that idle connections cannot keep a health probe out), pipelined requests answered in turn with
-flow control, and anything but GET or HEAD of those three paths is a 404 or 405. prometheus_client and
-h11 are an optional extra: `pip install 'aioecho[metrics]'`.
+flow control, and anything but GET or HEAD of those three paths is a 404 or 405.
+prometheus_client and h11 are an optional extra: `pip install 'aioecho[metrics]'`.
 """
 
 from __future__ import annotations
