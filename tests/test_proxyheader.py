@@ -134,3 +134,43 @@ def test_behind_haproxy_with_tls_passed_through(
                     sock.sendall(b"secret")
                     assert sock.recv(100) == b"secret"
             server.wait_for_line(rf"^EchoServer_127\.0\.0\.1_{own_port}: closing$")
+
+
+FORGED = "fe80::1%\x1b[31m\nmain:forged"
+
+
+def test_a_scope_id_is_refused() -> None:
+    with pytest.raises(ProxyHeaderError):
+        parse(f"PROXY TCP6 {FORGED} ::1 1 2\r\n".encode())
+    with pytest.raises(ProxyHeaderError):
+        parse(b"PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n")
+
+
+@pytest.mark.parametrize("family", ["TCP6", "TCP4"])
+def test_peer_text_cannot_forge_or_colour_a_log_line(family: str) -> None:
+    """A v1 header's scope id was accepted as the client's address (its text in every line of
+    the connection), and a refusal printed the header's text raw."""
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0", "--proxy-protocol") as server:
+        server.start()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+            sock.sendall(f"PROXY {family} {FORGED} ::1 1 2\r\n".encode())
+            assert sock.recv(10) == b""
+        server.wait_for_line(r"closing: v1 header")
+        assert server.stop() == 0
+    assert not any("\x1b" in ln or ln.startswith("main:forged") for ln in server.lines)
+    assert any("\\x1b[31m\\nmain:forged" in ln for ln in server.lines), server.lines
+
+
+def test_the_text_log_escapes_control_characters() -> None:
+    import io
+    import logging
+
+    from aioecho.logs import configure
+
+    out = io.StringIO()
+    configure(0, stream=out)
+    try:
+        logging.getLogger("aioecho.server").warning("sni %s", "a\x1b[2J\nmain: forged\x85")
+    finally:
+        configure(0)
+    assert out.getvalue() == "server: sni a\\x1b[2J\\x0amain: forged\\x85\n"

@@ -28,6 +28,7 @@ __all__ = [
     "LoopErrorLog",
     "configure",
     "connection_lines",
+    "escape_controls",
     "preview",
 ]
 
@@ -76,6 +77,16 @@ class FloodCounter:
             self._report(count)
 
 
+# C0 controls, DEL and C1 controls, shown as \xNN: a peer's bytes that reach a log line (a
+# PROXY header, an SNI name, an address) can neither end a line nor send terminal escapes.
+_CONTROLS: Final = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def escape_controls(text: str) -> str:
+    """text with every control character shown as \\xNN: one line, no terminal escapes."""
+    return text.translate(_CONTROLS)
+
+
 class _SeedFormatter(logging.Formatter):
     """`NAME: message`: the connection's name, else the logger's without its `aioecho.`;
     a worker process puts its own name first: `worker2: NAME: message`."""
@@ -89,6 +100,10 @@ class _SeedFormatter(logging.Formatter):
             who = record.name.removeprefix("aioecho.")
         record.who = who
         return super().format(record)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # the line itself, escaped; a traceback, appended after this, keeps its lines
+        return escape_controls(super().formatMessage(record))
 
 
 class _JsonFormatter(logging.Formatter):

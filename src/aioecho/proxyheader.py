@@ -71,12 +71,16 @@ def _parse_v1(data: bytes) -> ProxyHeader | None:
 
 
 def _address(text: str, version: int) -> str:
+    # No scope id (fe80::1%eth0): a balancer never sends one, and it would carry any text the
+    # client chose into the connection's name and every log line.
     try:
-        address = ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text) if "%" not in text else None
     except ValueError:
-        raise ProxyHeaderError(f"v1 header: {text!r} is not an address") from None
+        address = None
+    if address is None:
+        raise ProxyHeaderError(f"v1 header: {text!r} is not an address")
     if address.version != version:
-        raise ProxyHeaderError(f"v1 header: {text} is not an IPv{version} address")
+        raise ProxyHeaderError(f"v1 header: {text!r} is not an IPv{version} address")
     return str(address)
 
 
