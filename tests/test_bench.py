@@ -191,27 +191,34 @@ def test_requests_never_answered_are_timeouts() -> None:
 class ClosingEcho(asyncio.Protocol):
     """Echoes until `close_at` (loop time), then ends its side cleanly (FIN: a shutdown, since a
     close with requests still unread would send a reset); at once if that time has passed when
-    the connection comes."""
+    the connection comes. close_at None: `after` seconds after the connection's first bytes
+    (so that a slow start of the client does not count)."""
 
-    def __init__(self, close_at: float) -> None:
+    def __init__(self, close_at: float | None, after: float = 0.0) -> None:
         self.close_at = close_at
+        self.after = after
+        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         loop = asyncio.get_running_loop()
         self.finished = False
-        self.timer = loop.call_at(self.close_at, self.finish)
+        if self.close_at is not None:
+            self.timer = loop.call_at(self.close_at, self.finish)
 
     def finish(self) -> None:
         self.finished = True
         self.transport.write_eof()
 
     def data_received(self, data: bytes) -> None:
+        if self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(self.after, self.finish)
         if not self.finished:
             self.transport.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.timer.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
 
 
 def closing_server(after: float) -> Iterator[int]:
@@ -219,7 +226,9 @@ def closing_server(after: float) -> Iterator[int]:
 
 
 def test_a_server_that_closes_mid_run_fails_the_run(loop_name: str) -> None:
-    for port in closing_server(after=0.7):
+    """Each connection is closed 0.7 s after its first request (the warm-up is 0.2 s): timed
+    from the bench's own start, not the server's, which a slow start-up used to overrun."""
+    for port in serve_in_thread(lambda start: lambda: ClosingEcho(None, after=0.7)):
         result = run_cli(
             "bench", "-q", "--port", str(port), "--host", "127.0.0.1", "--json", "-c", "4",
             "--duration", "5", "--warmup", "0.2", "--loop", loop_name, timeout=60,
