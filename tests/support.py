@@ -315,14 +315,23 @@ def listening(port: int, udp: bool = False) -> bool:
 
 @contextlib.contextmanager
 def peer(command: list[str], port: int, udp: bool = False, **popen: Any) -> Iterator[None]:
-    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL, **popen)
+    """A peer program in a process group of its own, ended with everything it forked (socat's
+    `fork` children never see a close on UDP)."""
+    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL, start_new_session=True, **popen)
     try:
         wait_until(lambda: listening(port, udp) or proc.poll() is not None, f"{command} listening")
         assert proc.poll() is None, f"{command} exited: {proc.returncode}"
         yield
     finally:
-        proc.kill()
-        proc.wait(WAIT)
+        end_group(proc)
+
+
+def end_group(proc: subprocess.Popen[Any]) -> None:
+    """Kill a process started with start_new_session=True and its whole group; reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.kill()
+    proc.wait(WAIT)
 
 
 # HAProxy in TCP mode, in front of the servers a test starts (the tests add frontend and backend)

@@ -14,7 +14,7 @@ from typing import cast
 
 import pytest
 
-from support import error_line, in_thread_loop, require_tool, run_cli
+from support import end_group, error_line, in_thread_loop, require_tool, run_cli
 
 
 class DelayedEcho(asyncio.Protocol):
@@ -263,6 +263,7 @@ def test_against_socat_running_true(loop_name: str) -> None:
     proc = subprocess.Popen(
         [socat, f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", "EXEC:/bin/true"],
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         wait_for_port(port)
@@ -275,7 +276,7 @@ def test_against_socat_running_true(loop_name: str) -> None:
             "aioecho: error: the server closed every connection (2 of 2"
         )  # socat's close may come as a reset, when a request is still unread
     finally:
-        proc.kill()
+        end_group(proc)
         proc.wait(10)
 
 

@@ -20,6 +20,7 @@ from support import (
     WAIT,
     ServerProcess,
     aioecho_command,
+    end_group,
     error_line,
     in_thread_loop,
     reader_goes_away,
@@ -349,7 +350,7 @@ def test_against_peers_nobody_here_wrote(peer: str) -> None:
             "-c",
             f"f=$(mktemp -u); mkfifo $f; {require_tool('nc')} -l 127.0.0.1 {port} <$f | cat >$f",
         ]
-    proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         from test_bench import wait_for_port
 
@@ -358,8 +359,7 @@ def test_against_peers_nobody_here_wrote(peer: str) -> None:
         assert result.returncode == 0, (result.stdout, result.stderr)
         assert "3 probes sent, 3 received, 0 lost (0% loss)" in result.stdout.decode()
     finally:
-        proc.kill()
-        proc.wait(WAIT)
+        end_group(proc)
 
 
 def wait_listening(port: int) -> None:

@@ -15,6 +15,7 @@ import pytest
 from support import (
     WAIT,
     ServerProcess,
+    end_group,
     error_line,
     flood_without_reading,
     pattern_bytes,
@@ -39,6 +40,7 @@ def cat_service() -> Iterator[int]:
     proc = subprocess.Popen(
         [socat, f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", "EXEC:cat"],
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         from test_bench import wait_for_port
@@ -46,8 +48,7 @@ def cat_service() -> Iterator[int]:
         wait_for_port(port)
         yield port
     finally:
-        proc.kill()
-        proc.wait(WAIT)
+        end_group(proc)
 
 
 def start_proxy(upstream: int, *args: str) -> ServerProcess:
@@ -168,6 +169,7 @@ def test_in_front_of_redis_a_cut_looks_like_a_cut() -> None:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         from test_bench import wait_for_port
