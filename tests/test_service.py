@@ -3,6 +3,7 @@ and --banner behind a real HAProxy."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -66,7 +67,7 @@ def test_a_port_from_the_environment_and_the_command_line_winning() -> None:
         ({"AIOECHO_PORT": "x"}, "aioecho: error: AIOECHO_PORT='x': invalid port 'x'"),
         ({"AIOECHO_UDP": "maybe"}, "aioecho: error: AIOECHO_UDP='maybe': a flag is 1 or 0"),
         ({"AIOECHO_LOOP": "tokio"}, "aioecho: error: AIOECHO_LOOP='tokio': must be one of"),
-        ({"AIOECHO_MAX_BUFFER": "0"}, "aioecho: error: --max-buffer must be at least 1 byte"),
+        ({"AIOECHO_MAX_BUFFER": "0"}, "aioecho: error: --max-buffer must be 1 byte to 1GiB"),
     ],
 )
 def test_a_bad_value_in_the_environment_is_one_line_naming_it(
@@ -82,6 +83,57 @@ def test_a_bad_value_in_the_environment_is_one_line_naming_it(
     assert result.returncode == 2
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), lines
+
+
+def test_a_flag_given_beats_the_one_it_excludes_in_the_environment() -> None:
+    """AIOECHO_VERBOSE=1 used to beat -q on the command line."""
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0",
+                       env={"AIOECHO_VERBOSE": "1"}) as server:  # fmt: skip
+        server.start()
+        assert echo_once(server.port) == b"hello"
+        assert server.stop() == 0
+    assert not [ln for ln in server.lines if "connection accepted" in ln or "using" in ln]
+
+
+def test_a_misspelled_variable_is_a_warning_and_no_longer_a_worker_role() -> None:
+    """AIOECHO_WORKER=2 (a typo of AIOECHO_WORKERS) used to exit with "'int' object is not a
+    mapping": it was the workers' own variable; now it is a typo, said as one."""
+    with ServerProcess("--host", "127.0.0.1", "--port", "0",
+                       env={"AIOECHO_WORKER": "2"}) as server:  # fmt: skip
+        server.start()
+        assert echo_once(server.port) == b"hello"
+        assert server.stop() == 0
+    assert server.lines[0] == (
+        "aioecho: warning: AIOECHO_WORKER names no option of aioecho server; did you mean "
+        "AIOECHO_WORKERS?"
+    )
+
+
+def test_the_proxy_reads_its_own_variables() -> None:
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as upstream:
+        upstream.start()
+        env = {"AIOECHO_PROXY_TO": f"127.0.0.1:{upstream.port}", "AIOECHO_PROXY_PORT": "0",
+               "AIOECHO_PROXY_HOST": "127.0.0.1", "AIOECHO_PORT": "1"}  # fmt: skip
+        with ServerProcess(program="proxy", env=env) as relay:
+            relay.start()
+            assert echo_once(relay.port) == b"hello"
+            assert relay.stop() == 0
+        assert upstream.stop() == 0
+
+
+@pytest.mark.timeout(60)
+def test_socket_activation_refuses_a_host_or_port_given() -> None:
+    activate = require_tool("systemd-socket-activate")
+    port = free_port()
+    with ServerProcess("--port", "0", command=[activate, "-l", f"127.0.0.1:{port}"]) as server:
+        server.wait_for_line(rf"^Listening on 127\.0\.0\.1:{port} as 3\.$")
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
+        line = server.wait_for_line(r"^aioecho: error:")
+        assert line == (
+            "aioecho: error: socket activation (LISTEN_FDS) hands over the sockets to serve: it "
+            "does not go with --host, --port, --unix or --fd"
+        )
 
 
 def test_help_says_once_that_the_environment_works() -> None:
@@ -128,7 +180,7 @@ def test_fd_serves_an_inherited_socket() -> None:
         (["--fd", "1"], "--fd: invalid number 1: must be 3 or more"),
         (["--fd", "3", "--port", "7"], "--fd serves a socket already made"),
         (["--fd", "99"], "cannot listen on descriptor 99: bad file descriptor"),
-        (["--banner", "{nope}"], "--banner: 'nope': the fields are {hostname}, {pid}"),
+        (["--banner", "{nope}"], "--banner: {nope} is not a field: the fields are {hostname}"),
         (["--banner", "x", "--delay", "1"], "--banner does not go with --trace or the stream"),
     ],
 )

@@ -102,23 +102,33 @@ class _Parser(argparse.ArgumentParser):
 
 
 ENV_PREFIX: Final = "AIOECHO_"
+PROXY_ENV_PREFIX: Final = "AIOECHO_PROXY_"  # the proxy's own, so that AIOECHO_PORT is the server's
 _FLAG_WORDS: Final = {"1": True, "true": True, "yes": True, "on": True,
                       "0": False, "false": False, "no": False, "off": False}  # fmt: skip
 
 
 def environment_defaults(
-    parser: argparse.ArgumentParser, environ: Mapping[str, str]
+    parser: argparse.ArgumentParser,
+    environ: Mapping[str, str],
+    argv: Sequence[str] = (),
+    prefix: str = ENV_PREFIX,
 ) -> dict[str, Any]:
     """The values of parser's options set in the environment as AIOECHO_<OPTION>
-    (AIOECHO_MAX_BUFFER for --max-buffer), to be its defaults: a flag given still wins. A
-    repeatable option takes a comma-separated list, a flag 1 or 0."""
+    (AIOECHO_MAX_BUFFER for --max-buffer), to be its defaults: a flag given still wins, and so
+    does one that excludes it (-q given beats AIOECHO_VERBOSE=1). A repeatable option takes a
+    comma-separated list, a flag 1 or 0. argv: the command line, for those exclusions."""
     found: dict[str, Any] = {}
+    given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("-")}
+    excluded: set[str] = set()
+    for group in parser._mutually_exclusive_groups:
+        if any(set(a.option_strings) & given for a in group._group_actions):
+            excluded.update(a.dest for a in group._group_actions)
     for action in parser._actions:
         longs = [o for o in action.option_strings if o.startswith("--")]
         if not longs or isinstance(action, argparse._HelpAction):
             continue
-        name = ENV_PREFIX + longs[0][2:].upper().replace("-", "_")
-        if name not in environ:
+        name = prefix + longs[0][2:].upper().replace("-", "_")
+        if name not in environ or action.dest in excluded:
             continue
         text = environ[name]
         try:
@@ -126,6 +136,31 @@ def environment_defaults(
         except (argparse.ArgumentTypeError, ValueError) as err:
             raise ConfigError(f"{name}={text!r}: {err}") from None
     return found
+
+
+def unknown_environment(
+    parser: argparse.ArgumentParser, environ: Mapping[str, str], prefix: str = ENV_PREFIX
+) -> list[str]:
+    """A warning for each variable with the prefix that names no option of parser (a typo is
+    otherwise silently ignored), with the nearest one."""
+    import difflib
+
+    known = {
+        prefix + o[2:].upper().replace("-", "_")
+        for action in parser._actions
+        for o in action.option_strings
+        if o.startswith("--")
+    }
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith(prefix) or name in known:
+            continue
+        if prefix == ENV_PREFIX and name.startswith(PROXY_ENV_PREFIX):
+            continue  # the proxy's
+        near = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        warnings.append(f"{name} names no option of aioecho {parser.prog.split()[-1]}{hint}")
+    return warnings
 
 
 def _environment_value(action: argparse.Action, text: str) -> Any:
@@ -983,6 +1018,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if raw[:2] == ["bench", "merge"]:  # a verb of its own, with its own arguments
         return _bench_merge(raw[2:])
     parser = build_parser()
+    command = raw[0] if raw else ""
+    if command in ("server", "proxy"):  # the environment first: it may give a required option
+        usage = parser.subcommand(command) or parser
+        prefix = ENV_PREFIX if command == "server" else PROXY_ENV_PREFIX
+        try:
+            from_environment = environment_defaults(usage, os.environ, raw, prefix)
+        except ConfigError as err:
+            print(f"aioecho: error: {err}", file=sys.stderr)
+            return ExitStatus.USAGE
+        if "-h" not in raw and "--help" not in raw:
+            for warning in unknown_environment(usage, os.environ, prefix):
+                print(f"aioecho: warning: {warning}", file=sys.stderr)
+        if from_environment:
+            usage.set_defaults(**from_environment)
+            for action in usage._actions:  # given in the environment: no longer required
+                if action.dest in from_environment:
+                    action.required = False
     args = parser.parse_args(raw)
     usage = parser.subcommand(args.command) or parser
     if args.command == "completion":
@@ -990,15 +1042,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(shtab.complete(parser, shell=args.shell), end="")
         return ExitStatus.OK
-    if args.command == "server":
-        try:
-            from_environment = environment_defaults(usage, os.environ)
-        except ConfigError as err:
-            print(f"aioecho: error: {err}", file=sys.stderr)
-            return ExitStatus.USAGE
-        if from_environment:
-            usage.set_defaults(**from_environment)
-            args = parser.parse_args(raw)
     if args.command == "client" and args.udp and args.messages == ["-"]:
         usage.error("--udp sends messages as datagrams: it does not stream stdin (-)")
     if args.command == "client" and args.udp and not all(args.messages):
@@ -1020,6 +1063,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if workers > 1:
                 check_metrics_ports(config, workers)
             inherited, how = inherited_sockets(config) if role is None else (None, "")
+            if how == "socket activation" and (
+                config.fds or config.unix is not None or _given(args, "port") or args.hosts
+            ):
+                raise ConfigError(
+                    "socket activation (LISTEN_FDS) hands over the sockets to serve: it does not "
+                    "go with --host, --port, --unix or --fd"
+                )
             if role is None and workers > 1:
                 loops.run(supervise(config, workers, raw, inherited, how), loop_name)
             else:

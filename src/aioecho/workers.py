@@ -13,8 +13,9 @@ itself if this process disappears.
 
 Both halves live here. A worker is `aioecho server` run with the supervisor's own arguments;
 what makes it a worker (its number, the inherited descriptors, whom to tell it is ready) travels
-in one environment variable, AIOECHO_WORKER, never in command-line flags, so nothing hidden
-can clash with a public option. `aioecho bench --workers` uses the same variable for its share.
+in one environment variable, _AIOECHO_ROLE, never in command-line flags, so nothing hidden
+can clash with a public option (nor with AIOECHO_<OPTION>, the options' own variables).
+`aioecho bench --workers` uses the same variable for its share.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ __all__ = ["ENV", "WorkerRole", "check_metrics_ports", "supervise", "worker_coun
 _log = logging.getLogger("aioecho.main")
 
 RESTART_BACKOFF: Final = 1.0  # seconds: a worker that dies this soon is restarted this late
-ENV: Final = "AIOECHO_WORKER"
+ENV: Final = "_AIOECHO_ROLE"  # not AIOECHO_*: that prefix is the options'
 # Workers per CPU at most: beyond this they only compete for the cores (and a typo such as
 # --workers 99999 would fork until the machine stalls).
 MAX_WORKERS_PER_CPU: Final = 4
