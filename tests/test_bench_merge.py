@@ -60,7 +60,8 @@ def test_results_of_different_loads_do_not_merge(tmp_path: Path) -> None:
     (tmp_path / "c.json").write_text('{"not": "a report"}')
     result = run_cli("bench", "merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"))
     assert result.stderr.decode().splitlines() == [
-        f"aioecho: error: {tmp_path / 'c.json'}: not the output of aioecho bench --json"
+        f"aioecho: error: {tmp_path / 'c.json'}: config: missing: not the output of aioecho "
+        "bench --json"
     ]
 
 
@@ -104,8 +105,52 @@ def test_a_damaged_report_is_one_line(tmp_path: Path) -> None:
     result = run_cli("bench", "merge", str(tmp_path / "d.json"))
     assert result.returncode == 1
     assert result.stderr.decode().splitlines() == [
-        f"aioecho: error: {tmp_path / 'd.json'}: not the output of aioecho bench --json"
+        f"aioecho: error: {tmp_path / 'd.json'}: exact.histogram.buckets: no bucket '99999999': "
+        "not the output of aioecho bench --json"
     ]
     for bad in ("@nan", "@-1", "@1e30"):
         refused = run_cli("bench", "--start-at", bad)
         assert refused.returncode == 2 and "epoch seconds from 0" in refused.stderr.decode()
+
+
+def _report(tmp_path: Path) -> dict[str, object]:
+    """A real report, made once per test by the bench itself."""
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        report = json.loads(bench_json(server.port, "--requests", "20"))
+    return report  # type: ignore[no-any-return]
+
+
+@pytest.mark.timeout(120)
+def test_every_damaged_field_is_one_line_naming_file_and_field(tmp_path: Path) -> None:
+    """Each used to be a traceback, a MemoryError, or accepted nonsense."""
+    good = _report(tmp_path)
+    exact = good["exact"]
+    assert isinstance(exact, dict)
+
+    def with_exact(**changes: object) -> str:
+        return json.dumps({**good, "exact": {**exact, **changes}})
+
+    histogram = dict(exact["histogram"])
+    cases = {
+        "inf": with_exact(histogram={**histogram, "buckets": {"3": float("inf")}}),
+        "huge": with_exact(histogram={**histogram, "total": 10**4000 // 10**100}),
+        "deep": "[" * 100_000 + "]" * 100_000,
+        "list": with_exact(connects=histogram, failed_connects=[]),
+        "abc": with_exact(elapsed_s="abc"),
+        "neg": with_exact(elapsed_s=-5),
+        "minmax": with_exact(histogram={**histogram, "min": 10, "max": 5}),
+        "count": with_exact(resets=-1),
+    }
+    for name, text in cases.items():
+        (tmp_path / f"{name}.json").write_text(text)
+    (tmp_path / "utf16.json").write_text(json.dumps(good), encoding="utf-16")
+    for path in [*(tmp_path / f"{n}.json" for n in cases), tmp_path / "utf16.json",
+                 Path("/dev/zero")]:  # fmt: skip
+        result = run_cli("bench", "merge", str(path), timeout=60)
+        lines = result.stderr.decode().splitlines()
+        assert result.returncode == 1, (path, lines)
+        assert len(lines) == 1 and lines[0].startswith(f"aioecho: error: {path}: "), lines
+        assert "Traceback" not in result.stderr.decode()
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    assert run_cli("bench", "merge", str(tmp_path / "good.json")).returncode == 0

@@ -24,7 +24,7 @@ from typing import Any, Final, TextIO
 from .client import connect
 from .config import BenchConfig, ClientConfig
 from .errors import BenchError, describe_os_error
-from .latency import LatencyHistogram
+from .latency import LatencyHistogram, whole
 
 __all__ = ["BenchProtocol", "BenchResult", "describe", "is_terminal", "merge", "run_bench"]
 
@@ -309,10 +309,17 @@ class BenchResult:
     @classmethod
     def from_json(cls, text: str) -> BenchResult:
         """A result back from to_json() (ValueError, KeyError or ConfigError if it is not one)."""
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
+        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+            raise ValueError("config: missing")
         fields = dict(data["config"])
-        config = BenchConfig(**{**fields, "target": ClientConfig(**fields["target"])})
-        return cls.from_wire(config, json.dumps(data["exact"]))
+        if not isinstance(fields.get("target"), dict):
+            raise ValueError("config.target: must be an object")
+        try:
+            config = BenchConfig(**{**fields, "target": ClientConfig(**fields["target"])})
+        except TypeError:
+            raise ValueError("config: not a bench configuration") from None
+        return cls.from_exact(config, data.get("exact"))
 
     def to_wire(self) -> str:
         """The exact result, histogram included, for a parent process to merge."""
@@ -335,16 +342,38 @@ class BenchResult:
 
     @classmethod
     def from_wire(cls, config: BenchConfig, text: str) -> BenchResult:
-        data = json.loads(text)
-        result = cls(config, LatencyHistogram.from_dict(data["histogram"]), data["elapsed_s"])
+        return cls.from_exact(config, json.loads(text))
+
+    @classmethod
+    def from_exact(cls, config: BenchConfig, data: Any) -> BenchResult:
+        """The exact result from its JSON form; ValueError naming the field if it is not one."""
+        if not isinstance(data, dict):
+            raise ValueError("exact: must be an object")
+        elapsed = data.get("elapsed_s")
+        if (
+            isinstance(elapsed, bool)
+            or not isinstance(elapsed, int | float)
+            or not 0 <= elapsed < 1e9  # NaN fails too; 0: a run under the loop clock's tick
+        ):
+            raise ValueError("exact.elapsed_s: must be a number of seconds, 0 or more")
+        histogram = LatencyHistogram.from_dict(data.get("histogram", {}), "exact.histogram")
+        result = cls(config, histogram, float(elapsed))
         for counter in _COUNTERS:
-            setattr(result, counter, int(data[counter]))
+            setattr(result, counter, whole(data.get(counter), f"exact.{counter}"))
         if "connects" in data:
-            result.connects = LatencyHistogram.from_dict(data["connects"])
-            result.failed_connects = {str(k): int(v) for k, v in data["failed_connects"].items()}
+            result.connects = LatencyHistogram.from_dict(data["connects"] or {}, "exact.connects")
+            failed = data.get("failed_connects")
+            if not isinstance(failed, dict):
+                raise ValueError("exact.failed_connects: must be an object")
+            result.failed_connects = {
+                str(k)[:40]: whole(v, f"exact.failed_connects.{str(k)[:40]}")
+                for k, v in failed.items()
+            }
         if "handshakes" in data:
-            result.handshakes = LatencyHistogram.from_dict(data["handshakes"])
-            result.resumed = int(data.get("resumed", 0))
+            result.handshakes = LatencyHistogram.from_dict(
+                data["handshakes"] or {}, "exact.handshakes"
+            )
+            result.resumed = whole(data.get("resumed", 0), "exact.resumed")
         return result
 
     def failure(self) -> str | None:
@@ -559,3 +588,7 @@ def describe(config: BenchConfig) -> str:
 
 def is_terminal(stream: TextIO) -> bool:
     return stream.isatty() if hasattr(stream, "isatty") else False
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a report holds")

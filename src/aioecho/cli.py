@@ -8,7 +8,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Final, NoReturn, cast
 
 from . import __version__, loops
@@ -593,6 +592,9 @@ def _merge_parser() -> _Parser:
     return merge
 
 
+MAX_REPORT: Final = 64 * 1024**2  # bytes of one report given to `bench merge`
+
+
 def _bench_merge(argv: Sequence[str]) -> int:
     from .bench import BenchResult, merge_reports
 
@@ -601,13 +603,29 @@ def _bench_merge(argv: Sequence[str]) -> int:
         results = []
         for name in args.files:
             try:
-                text = Path(name).read_text()
+                with open(name, "rb") as file:
+                    raw_report = file.read(MAX_REPORT + 1)
             except OSError as err:
                 raise AioechoError(f"cannot read {name}: {describe_os_error(err)}") from None
+            if len(raw_report) > MAX_REPORT:
+                raise AioechoError(
+                    f"{name}: over {MAX_REPORT // 1024**2} MiB: not the output of aioecho bench "
+                    "--json"
+                )
             try:
-                results.append(BenchResult.from_json(text))
-            except (ValueError, KeyError, TypeError):
-                raise AioechoError(f"{name}: not the output of aioecho bench --json") from None
+                results.append(BenchResult.from_json(raw_report.decode("utf-8")))
+            except UnicodeDecodeError:
+                raise AioechoError(f"{name}: not UTF-8 text: not the output of aioecho "
+                                   "bench --json") from None  # fmt: skip
+            except RecursionError:
+                raise AioechoError(f"{name}: nested too deep: not the output of aioecho "
+                                   "bench --json") from None  # fmt: skip
+            except ConfigError as err:
+                raise AioechoError(f"{name}: config: {err}") from None
+            except (ValueError, KeyError, TypeError, OverflowError) as err:
+                raise AioechoError(
+                    f"{name}: {err}: not the output of aioecho bench --json"
+                ) from None
         merged = merge_reports(results)
         with writing_stdout():
             print(merged.to_json() if args.json else merged.table(), flush=True)

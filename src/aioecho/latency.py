@@ -94,21 +94,35 @@ class LatencyHistogram:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> LatencyHistogram:
-        """The histogram back from to_dict(); ValueError if data is not one (a file given to
-        `aioecho bench merge` may be anything)."""
+    def from_dict(cls, data: dict[str, object], where: str = "histogram") -> LatencyHistogram:
+        """The histogram back from to_dict(); ValueError naming the field if data is not one (a
+        file given to `aioecho bench merge` may be anything)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: must be an object")
         hist = cls()
-        buckets = data["buckets"]
+        buckets = data.get("buckets")
         if not isinstance(buckets, dict):
-            raise ValueError("buckets must be an object")
+            raise ValueError(f"{where}.buckets: must be an object")
         for index, n in buckets.items():
-            slot, count = int(index), int(n)
-            if not 0 <= slot < _BUCKETS or count < 0:
-                raise ValueError(f"no bucket {slot} (or a negative count)")
-            hist.counts[slot] = count
+            slot = int(index) if isinstance(index, str) and index.isdigit() else -1
+            if not 0 <= slot < _BUCKETS:
+                raise ValueError(f"{where}.buckets: no bucket {str(index)[:20]!r}")
+            hist.counts[slot] = whole(n, f"{where}.buckets.{slot}")
         for name in ("count", "total", "min", "max"):
-            value = data[name]
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a whole number")
-            setattr(hist, name, value)
+            setattr(hist, name, whole(data.get(name), f"{where}.{name}"))
+        if hist.count and hist.min > hist.max:
+            raise ValueError(f"{where}: min {hist.min} is over max {hist.max}")
+        if hist.count != sum(hist.counts):
+            raise ValueError(f"{where}.count: {hist.count} is not the sum of the buckets")
         return hist
+
+
+MAX_WHOLE: Final = 2**63 - 1  # no count, total or duration of a real run comes near
+
+
+def whole(value: object, where: str) -> int:
+    """value if it is a whole number from 0 to MAX_WHOLE; else ValueError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_WHOLE:
+        shown = "missing" if value is None else "not a whole number from 0 to 2**63-1"
+        raise ValueError(f"{where}: {shown}")
+    return value
