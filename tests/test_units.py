@@ -92,7 +92,7 @@ def test_parse_seconds_refuses(text: str) -> None:
 
 
 def test_config_errors_name_the_flag() -> None:
-    with pytest.raises(ConfigError, match=r"^--max-buffer must be at least 1 byte$"):
+    with pytest.raises(ConfigError, match=r"^--max-buffer must be 1 byte to 1GiB$"):
         ServerConfig(max_buffer=0)
     with pytest.raises(ConfigError, match="at least one host"):
         ServerConfig(hosts=())
