@@ -71,10 +71,13 @@ async def run_server(
     _main_log.info("using %s", loops.describe(loop))
     stop = asyncio.Event()
     server: Server | None = None
+    asked_early: list[int] = []  # SIGUSR1 after the listening lines, before serve() returned
 
     def log_stats(level: int = NOTICE) -> None:  # shown with -q too: it was asked for
         if server is not None:
             _stats_log.log(level, "%s", server.stats().line())
+        else:
+            asked_early.append(level)
 
     # Before serve(): a script may signal as soon as it reads the listening line, and the
     # default action of each of these signals is to end the process.
@@ -121,6 +124,8 @@ async def run_server(
         )
     if endpoint is not None:
         endpoint.server = server
+    if asked_early:  # the listening lines are printed inside serve(): a script may ask at once
+        log_stats(asked_early[0])
     ticker = asyncio.ensure_future(_every(config.stats_interval, log_stats))
     await stop.wait()
     ticker.cancel()
