@@ -306,3 +306,23 @@ def test_insecure_is_said_once(certs: Certs) -> None:
             "path could read and change the traffic"
         ]
         assert server.stop() == 0
+
+
+@pytest.mark.parametrize("client_loop", ["asyncio", "uvloop"])
+def test_a_reset_after_n_bytes_delivers_the_n_bytes_over_tls(
+    certs: Certs, loop_name: str, client_loop: str
+) -> None:
+    # The session tickets go out first; on asyncio the echo's record then waited for their ACK
+    # (Nagle: asyncio sets TCP_NODELAY only on sockets whose proto is TCP, and ours was 0) and
+    # the reset threw it away (issue 26 B12).
+    with tls_server(certs, "--reset-after", "10", "--loop", loop_name) as server:
+        server.start()
+        for _ in range(5):
+            result = run_cli(
+                "client", "--tls", "--cafile", str(certs.ca), "--port", str(server.port),
+                "--loop", client_loop, "0123456789abcdef",
+            )  # fmt: skip
+            assert last_line(result) == (
+                "aioecho: error: the server reset the connection after echoing 10 of 16 bytes"
+            ), result.stderr
+        assert server.stop() == 0

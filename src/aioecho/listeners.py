@@ -119,7 +119,12 @@ def bind_all(
 def _bound_socket(
     endpoint: Endpoint, port: int, backlog: int, dual_stack: bool, *, reuse_port: bool, listen: bool
 ) -> socket.socket:
-    sock = socket.socket(endpoint.family, endpoint.type)
+    # the protocol named, not 0: asyncio sets TCP_NODELAY only on sockets whose proto is TCP,
+    # and accepted sockets inherit it (without, TLS records wait for Nagle; issue 26 B12)
+    stream = endpoint.type == socket.SOCK_STREAM
+    sock = socket.socket(
+        endpoint.family, endpoint.type, socket.IPPROTO_TCP if stream else socket.IPPROTO_UDP
+    )
     host = endpoint.sockaddr[0]
     try:
         if endpoint.type == socket.SOCK_STREAM:

@@ -272,7 +272,9 @@ class _StreamProber:
                 phases["resolve_us"] = (_perf_ns() - started) / 1000
             family, _, _, _, address = infos[0]  # re-resolved for every new connection
             peer = format_address(address)
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto TCP named so that asyncio sets TCP_NODELAY (it checks sock.proto)
+        proto = 0 if family == socket.AF_UNIX else socket.IPPROTO_TCP
+        sock = socket.socket(family, socket.SOCK_STREAM, proto)
         try:
             sock.setblocking(False)
             started = _perf_ns()
