@@ -78,13 +78,17 @@ def test_statistics_count_bytes_and_resets() -> None:
             bad.sendall(b"abc")
             assert bad.recv(3) == b"abc"
             bad.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        stats = wait_for_stats(server, active=0, resets=1)
+        # a connection that resets before a byte (a balancer's TCP check) is a check, not a reset
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as check:
+            check.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        stats = wait_for_stats(server, active=0, resets=1, checks=1)
         assert stats == {
-            "accepted": 2,
+            "accepted": 3,
             "active": 0,
             "refused": 0,
             "idle_closed": 0,
             "resets": 1,
+            "checks": 1,
             "bytes_in": 12,
             "bytes_out": 12,
             "datagrams_echoed": 0,

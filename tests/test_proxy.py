@@ -9,6 +9,7 @@ import struct
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ from support import (
     run_cli,
     sha256,
 )
+from transports import Certs
 
 
 def free_port() -> int:
@@ -205,3 +207,22 @@ def test_proxy_usage_errors() -> None:
     assert udp.stderr.decode().splitlines() == [
         "aioecho: error: the proxy forwards TCP (and TLS, Unix) connections, not UDP"
     ]
+
+
+def test_tls_clients_ending_through_the_proxy_log_nothing_odd(
+    cat_service: int, loop_name: str, tmp_path: Path
+) -> None:
+    # asyncio logged "returning true from eof_received() has no effect when using ssl" for every
+    # TLS client's EOF (issue 26 C19)
+    certs = Certs.make(tmp_path)
+    tls = ("--tls-cert", str(certs.cert), "--tls-key", str(certs.key))
+    with start_proxy(cat_service, "--loop", loop_name, *tls) as relay:
+        relay.start()
+        for _ in range(3):
+            result = run_cli(
+                "client", "--tls", "--cafile", str(certs.ca), "--port", str(relay.port)
+            )
+            assert result.returncode == 0, result.stderr
+        relay.wait_for_line(r": closing$")
+        assert relay.stop() == 0
+    assert not [line for line in relay.lines if "eof_received" in line], relay.lines

@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from aioecho.proxyheader import V2_SIGNATURE, ProxyHeader, ProxyHeaderError, parse
-from support import HAPROXY_DEFAULTS, WAIT, ServerProcess, free_port, peer, require_tool
+from support import (
+    HAPROXY_DEFAULTS,
+    WAIT,
+    ServerProcess,
+    free_port,
+    peer,
+    require_tool,
+    stats_now,
+    wait_until,
+)
 from transports import Certs
 
 V1 = b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n"
@@ -174,3 +183,35 @@ def test_the_text_log_escapes_control_characters() -> None:
     finally:
         configure(0)
     assert out.getvalue() == "server: sni a\\x1b[2J\\x0amain: forged\\x85\n"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("option", ["send-proxy", "send-proxy-v2"])
+def test_haproxy_health_checks_are_counted_apart_not_as_resets(
+    tmp_path: Path, option: str, loop_name: str
+) -> None:
+    # They were "EchoServer_unknown: closing: connection reset by peer" warnings, counted as
+    # resets (issue 26 C19): a v2 check is a LOCAL header, then HAProxy resets.
+    haproxy = require_tool("haproxy")
+    args = ("--host", "127.0.0.1", "--port", "0", "--proxy-protocol", "--loop", loop_name)
+    with ServerProcess(*args) as server:
+        server.start()
+        front = free_port()
+        config = tmp_path / "haproxy.cfg"
+        checked = f"{option} check inter 50ms"
+        config.write_text(HAPROXY.format(front=front, port=server.port, option=checked))
+        with peer([haproxy, "-db", "-f", str(config)], front):
+            wait_until(lambda: _ended(stats_now(server)) >= 5, "five health checks")
+            with socket.create_connection(("127.0.0.1", front), timeout=WAIT) as sock:
+                sock.sendall(b"a client among checks")
+                assert sock.recv(100) == b"a client among checks"
+        stats = stats_now(server)
+        assert stats["resets"] == 0, stats
+        assert server.stop() == 0
+    assert not [line for line in server.lines if "unknown" in line or "reset by peer" in line]
+    assert not [line for line in server.lines if "PROXY protocol header" in line]
+    assert stats["checks"] >= 5
+
+
+def _ended(stats: dict[str, int]) -> int:
+    return stats.get("checks", 0) + stats["resets"]  # (before checks were counted: resets)

@@ -35,8 +35,8 @@ def test_idle_server_exits_zero(sig: int, loop_name: str) -> None:
         assert server.stop(sig) == 0
     assert server.lines[-3] == "main: closing server"
     assert server.lines[-2] == (
-        "stats: accepted=0 active=0 refused=0 idle_closed=0 resets=0 bytes_in=0 bytes_out=0 "
-        "datagrams_echoed=0 datagrams_dropped=0"
+        "stats: accepted=0 active=0 refused=0 idle_closed=0 resets=0 checks=0 bytes_in=0 "
+        "bytes_out=0 datagrams_echoed=0 datagrams_dropped=0"
     )
     assert_clean(server.lines)
 

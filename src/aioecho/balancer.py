@@ -63,6 +63,7 @@ class ProxyHeaderProtocol(asyncio.Protocol, Linked):
         self._buffer = b""
         self._handed_over = False
         self._timer: asyncio.TimerHandle | None = None
+        self._peer: Any = None  # the balancer's address, read at accept (uvloop forgets it)
         self.idle_mark = -1
         self.idle_since = 0.0
         self.transport: asyncio.Transport
@@ -72,6 +73,7 @@ class ProxyHeaderProtocol(asyncio.Protocol, Linked):
         if self._connections is not None and not self._connections.admit(self):
             self.transport.close()
             return
+        self._peer = transport.get_extra_info("peername")
         self._timer = asyncio.get_running_loop().call_later(
             self._timeout, self._reject, f"no PROXY protocol header within {self._timeout:g}s"
         )
@@ -99,19 +101,30 @@ class ProxyHeaderProtocol(asyncio.Protocol, Linked):
         self._handed_over = True
         inner = self._inner_factory()
         seen: asyncio.BaseTransport = self.transport
-        if header.source is not None and hasattr(inner, "client_address"):
+        # LOCAL (a balancer's health check) or UNSPEC: the balancer's own address, as read at
+        # accept (after a reset, uvloop's transport no longer knows it: "EchoServer_unknown")
+        source = header.source
+        if source is None:
+            if hasattr(inner, "health_check"):
+                inner.health_check = True
+            if isinstance(self._peer, tuple):
+                source = (self._peer[0], self._peer[1])
+        if source is not None and hasattr(inner, "client_address"):
             # TLS comes next: the handshake needs the real transport, and passes the address
             # on to the echo itself (tls.TLSAcceptProtocol)
-            inner.client_address = header.source
-        elif header.source is not None:
-            seen = cast(asyncio.Transport, ClientAddressTransport(self.transport, header.source))
+            inner.client_address = source
+        elif source is not None:
+            seen = cast(asyncio.Transport, ClientAddressTransport(self.transport, source))
         inner.connection_made(seen)
         self.transport.set_protocol(inner)
         if rest and not self.transport.is_closing():
             inner.data_received(rest)
 
     def eof_received(self) -> bool:
-        self._reject("closed before a complete PROXY protocol header")
+        if self._buffer:
+            self._reject("closed before a complete PROXY protocol header")
+        # else: connected and closed without a byte, as a balancer's TCP check does: no
+        # warning; counted as a check (registry)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -123,6 +136,6 @@ class ProxyHeaderProtocol(asyncio.Protocol, Linked):
     def _reject(self, reason: str) -> None:
         if self.transport.is_closing():
             return
-        name = peer_name("EchoServer", self.transport.get_extra_info("peername"))
+        name = peer_name("EchoServer", self._peer)
         ConnectionLog(_log, name).warning("closing: %s", reason)
         self.transport.abort()

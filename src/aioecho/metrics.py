@@ -63,6 +63,11 @@ class _ServerCollector:
             ("connections_refused", "Closed at once (--max-connections)", stats.refused),
             ("connections_idle_closed", "Closed by --idle-timeout", stats.idle_closed),
             ("connections_reset", "Lost with an error (reset, broken pipe)", stats.resets),
+            (
+                "connections_checks",
+                "Ended before any data: health checks, port probes (not in connections_reset)",
+                stats.checks,
+            ),
             ("received_bytes", "Payload bytes received", stats.bytes_in),
             ("sent_bytes", "Payload bytes echoed", stats.bytes_out),
             ("datagrams_echoed", "UDP datagrams echoed", stats.datagrams_echoed),

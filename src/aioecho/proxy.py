@@ -231,7 +231,9 @@ class ProxyProtocol(asyncio.Protocol, Linked):
         if self._to_upstream is not None:
             self._to_upstream.write_eof()
         self._maybe_done()
-        return True
+        # half-open while the upstream's answer comes back; TLS has no half-close: its transport
+        # closes after EOF whatever this returns, and asyncio warns when it is True
+        return self.transport.can_write_eof()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._admitted:

@@ -69,6 +69,7 @@ class Connections:
         self.accepted = 0
         self.idle_closed = 0
         self.resets = 0
+        self.checks = 0  # connections that ended without a byte of data
         self._closed_bytes_in = 0
         self._closed_bytes_out = 0
 
@@ -129,7 +130,9 @@ class Connections:
     def discard(self, conn: Tracked, exc: Exception | None) -> None:
         if not self._unlink(conn):
             return
-        if exc is not None:
+        if not conn.bytes_in or getattr(conn, "health_check", False):
+            self.checks += 1  # a health check or a port probe, not a client that was cut off
+        elif exc is not None:
             self.resets += 1
         self._closed_bytes_in += conn.bytes_in
         self._closed_bytes_out += conn.bytes_in - conn.unsent_at_close
@@ -146,6 +149,7 @@ class Connections:
             refused=self.refused,
             idle_closed=self.idle_closed,
             resets=self.resets,
+            checks=self.checks,
             bytes_in=self._closed_bytes_in + open_in,
             bytes_out=self._closed_bytes_out + open_in - queued,
         )

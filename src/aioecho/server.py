@@ -55,6 +55,7 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
         "_max_buffer",
         "_name",
         "bytes_in",
+        "health_check",
         "idle_mark",
         "idle_since",
         "transport",
@@ -70,6 +71,9 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
         self._close_reason: str | None = None  # why we ended it, when we did
         self._name = ""  # EchoServer_{host}_{port} (the seed's logger name), once admitted
         self.bytes_in = 0  # received, and so handed back to the transport
+        # a balancer's own connection (PROXY LOCAL/UNKNOWN): its lines are DEBUG, and it is
+        # counted as a check, not as a client (registry)
+        self.health_check = False
         self.unsent_at_close = 0  # echo still queued when we aborted
         self.idle_mark = -1  # the idle sweep's last view of the counters
         self.idle_since = 0.0  # loop time at which idle_mark last changed
@@ -87,7 +91,7 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
         self._debug = _log.isEnabledFor(logging.DEBUG)
         self.transport.set_write_buffer_limits(high=self._max_buffer)
         if _log.isEnabledFor(logging.INFO):
-            self._log(logging.INFO, "connection accepted")
+            self._log(self._routine(), "connection accepted")
 
     @property
     def _admitted(self) -> bool:
@@ -114,14 +118,21 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._admitted:
             return
-        if exc is not None:
+        if exc is not None and (self.health_check or not self.bytes_in):
+            # counted as a check (registry), not as a reset
+            self._log(self._routine(), "closing: reset before any data (a health check?)")
+        elif exc is not None:
             self._log(logging.WARNING, "closing: %s", describe_os_error(exc))
         elif self._close_reason is not None:
             self._log(logging.INFO, "closing: %s", self._close_reason)
         else:
-            self._log(logging.INFO, "closing")
+            self._log(self._routine(), "closing")
         if self._connections is not None:
             self._connections.discard(self, exc)
+
+    def _routine(self) -> int:
+        """The level of the accepted and closing lines: DEBUG for a balancer's health check."""
+        return logging.DEBUG if self.health_check else logging.INFO
 
     def pause_writing(self) -> None:
         """The peer is not reading its echo: stop reading what it sends (TCP slows it down)."""

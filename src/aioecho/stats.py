@@ -20,6 +20,9 @@ class StatsSnapshot:
     refused: int = 0  # connections closed at once because of --max-connections
     idle_closed: int = 0  # connections closed by --idle-timeout
     resets: int = 0  # connections lost with an error (reset by peer, broken pipe, ...)
+    # connections that ended before any data: a balancer's health check (TCP connect, PROXY
+    # LOCAL header), a port probe; not counted in resets however they ended
+    checks: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
     datagrams_echoed: int = 0  # UDP
