@@ -139,6 +139,7 @@ def test_every_damaged_field_is_one_line_naming_file_and_field(tmp_path: Path) -
         "list": with_exact(connects=histogram, failed_connects=[]),
         "abc": with_exact(elapsed_s="abc"),
         "neg": with_exact(elapsed_s=-5),
+        "zero": with_exact(elapsed_s=0),  # requests in no time: an infinite rate
         "minmax": with_exact(histogram={**histogram, "min": 10, "max": 5}),
         "count": with_exact(resets=-1),
     }
@@ -154,3 +155,14 @@ def test_every_damaged_field_is_one_line_naming_file_and_field(tmp_path: Path) -
         assert "Traceback" not in result.stderr.decode()
     (tmp_path / "good.json").write_text(json.dumps(good))
     assert run_cli("bench", "merge", str(tmp_path / "good.json")).returncode == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_short_run_is_timed_below_the_loops_millisecond(loop_name: str) -> None:
+    # uvloop's loop.time() moves in whole milliseconds: 20 requests measured elapsed_s 0.0
+    # and an rps of 2e10 (issue 26 B11)
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        for _ in range(3):
+            report = json.loads(bench_json(server.port, "--requests", "5", "--loop", loop_name))
+            assert report["exact"]["elapsed_s"] > 0, report["exact"]

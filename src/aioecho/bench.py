@@ -353,10 +353,12 @@ class BenchResult:
         if (
             isinstance(elapsed, bool)
             or not isinstance(elapsed, int | float)
-            or not 0 <= elapsed < 1e9  # NaN fails too; 0: a run under the loop clock's tick
+            or not 0 <= elapsed < 1e9  # NaN fails too
         ):
             raise ValueError("exact.elapsed_s: must be a number of seconds, 0 or more")
         histogram = LatencyHistogram.from_dict(data.get("histogram", {}), "exact.histogram")
+        if not elapsed and histogram.count:  # requests in no time: an infinite rate
+            raise ValueError(f"exact.elapsed_s: 0 seconds for {histogram.count} requests")
         result = cls(config, histogram, float(elapsed))
         for counter in _COUNTERS:
             setattr(result, counter, whole(data.get(counter), f"exact.{counter}"))
@@ -439,7 +441,6 @@ async def run_bench(config: BenchConfig, progress: TextIO | None = None) -> Benc
     run = _Run(config)
     factory: Callable[[], BenchProtocol] = functools.partial(BenchProtocol, run)
     conns = [(await connect(factory, config.target))[1] for _ in range(config.connections)]
-    loop = asyncio.get_running_loop()
     tasks = [asyncio.ensure_future(_watch_timeouts(run, conns))]
     if progress is not None:
         tasks.append(asyncio.ensure_future(_progress(run, progress)))
@@ -453,16 +454,16 @@ async def run_bench(config: BenchConfig, progress: TextIO | None = None) -> Benc
     else:
         scheduler = asyncio.ensure_future(_schedule(run, conns, config.rate))
     await _until_ended(run, config.warmup)
-    run.window_start = _perf_ns()
+    run.window_start = started = _perf_ns()
     run.measuring = True
-    started = loop.time()
     if not config.requests:  # the scheduler stops at this slot, however late the loop wakes
         run.window_end = run.window_start + int(config.duration * 1e9)
     await _until_ended(run, None if config.requests else config.duration)
     if run.window_end is None or run.ended.is_set():  # --requests, or no connection left
         run.window_end = min(_perf_ns(), run.window_end or _perf_ns())
     run.measuring = False
-    elapsed = loop.time() - started
+    # not loop.time(): uvloop's clock moves in whole milliseconds (a short run measured 0.0 s)
+    elapsed = (_perf_ns() - started) / 1e9
     if not config.closed_loop:  # the measured requests are the slots in the window, exactly
         elapsed = min(elapsed, (run.window_end - run.window_start) / 1e9)
     if scheduler is not None:  # it stops by itself at the first slot past the window
