@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
+import os
 import random
 import socket
 import ssl
@@ -99,12 +101,10 @@ class _Peer:
         return cast(asyncio.Transport, self.writer.transport)
 
     def write(self, data: bytes) -> None:
-        if self.transport.is_closing():  # uvloop raises on a write to a closed transport
-            raise CaseFailed(
-                f"the connection was closed after {format_size_text(self.received)} of "
-                f"{format_size_text(self.sent)} came back",
-                kind="closed",
-            )
+        if self.transport.is_closing():
+            # uvloop raises on a write to a closed transport. Not a failure yet: the next read
+            # says how it ended (reset or EOF) after the exact echo received.
+            return
         self.writer.write(data)
         self.sent += len(data)
 
@@ -131,6 +131,11 @@ class _Peer:
                 kind="hang",
             ) from None
         except OSError as err:
+            data = self._salvage(most)
+            if data:  # received before the reset: echo all the same, read before the error
+                self.received += len(data)
+                self.reads += 1
+                return data
             raise CaseFailed(
                 f"the connection was reset ({describe_os_error(err)}) after "
                 f"{format_size_text(self.received)} of {format_size_text(self.sent)} came back",
@@ -138,6 +143,16 @@ class _Peer:
             ) from None
         self.received += len(data)
         self.reads += 1
+        return data
+
+    def _salvage(self, most: int) -> bytes:
+        """Bytes the reader holds although the connection was reset since: StreamReader.read
+        raises the reset first and would throw them away (CPython's StreamReader._buffer)."""
+        buffer = getattr(self.reader, "_buffer", None)
+        if not buffer:
+            return b""
+        data = bytes(buffer[:most])
+        del buffer[:most]
         return data
 
     async def expect(self, expected: bytes) -> None:
@@ -195,6 +210,46 @@ def format_size_text(size: int) -> str:
     return f"{size / 1024**2:.1f} MiB"
 
 
+class _SalvagingProtocol(asyncio.StreamReaderProtocol):
+    """A plain TCP stream's protocol that, when the connection is reset, first reads what the
+    kernel still holds: a reset met while writing ends the transport before it read the echo
+    that came before the reset, and a figure "reset after N bytes" must count those too."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        super().__init__(reader)
+        self._reader = reader
+        self._salvage_from: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._salvage_from = transport
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reader, transport = self._reader, self._salvage_from
+        if isinstance(exc, OSError) and transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.fileno() >= 0:
+                with contextlib.suppress(OSError), socket.socket(fileno=os.dup(sock.fileno())) as s:
+                    s.setblocking(False)
+                    for _ in range(64):  # what one socket buffer holds, at most
+                        data = s.recv(CHUNK)
+                        if not data:
+                            break
+                        reader.feed_data(data)
+        super().connection_lost(exc)
+
+
+async def _open_salvaging(
+    host: str, port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=4 * CHUNK, loop=loop)
+    transport, protocol = await loop.create_connection(
+        lambda: _SalvagingProtocol(reader), host, port
+    )
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
 class _Target:
     """Opens the connections of the cases, as the target says."""
 
@@ -204,6 +259,7 @@ class _Target:
         self.timeout = config.target.timeout
         t = config.target
         self.context = client_context(t.cafile, t.insecure) if t.tls else None
+        self.udp_tries = 8  # tries of a UDP datagram before it counts as lost (udp-idle-probe)
 
     async def open(self) -> _Peer:
         t = self.client
@@ -213,6 +269,8 @@ class _Target:
             opening = asyncio.open_unix_connection(
                 t.unix, ssl=self.context, server_hostname=hostname, limit=4 * CHUNK
             )
+        elif self.context is None:
+            opening = _open_salvaging(t.host, t.port)
         else:
             opening = asyncio.open_connection(t.host, t.port, ssl=self.context, limit=4 * CHUNK)
         try:
@@ -263,6 +321,8 @@ async def run_case(name: str, config: CheckConfig) -> CaseResult:
         result = CaseResult(name, Verdict.FAILED, failure.detail, figures=failure.figures)
     except (OSError, EOFError, asyncio.IncompleteReadError) as err:
         result = CaseResult(name, Verdict.FAILED, f"unexpected: {describe_os_error(err)}")
+    except Exception as err:
+        result = CaseResult(name, Verdict.FAILED, f"unexpected: {type(err).__name__}: {err}")
     result.name = name
     result.seconds = time.perf_counter() - started
     return result
@@ -428,9 +488,11 @@ async def _flood(peer: _Peer, cap: int) -> tuple[int, str]:
         if loop.time() >= give_up:
             return taken, "slow"
         if transport.is_closing():
+            await asyncio.sleep(0)  # connection_lost, on its way, tells a reset from a close
+            how = "reset" if isinstance(peer.reader.exception(), OSError) else "closed"
             raise CaseFailed(
-                f"the connection closed after the server took {format_size_text(taken)}",
-                kind="closed",
+                f"the connection was {how} after the server took {format_size_text(taken)}",
+                kind=how,
             )
         if queued < 4 * CHUNK:
             peer.write(pattern.slice(peer.sent, CHUNK))
@@ -555,16 +617,53 @@ async def _slow_reader(target: _Target) -> CaseResult:
     return _ok(text, **figures)
 
 
+async def _control(target: _Target) -> None:
+    """Before an idle case: a fresh connection echoes twice with no idle time between, or the
+    case fails for that reason (a server that stalls or cuts after N bytes is not an idle
+    timeout)."""
+    try:
+        control = await _tcp_probe(target, 0.0)
+    except CaseFailed as failure:
+        if failure.kind == "failed" or failure.kind.startswith("connect"):
+            raise  # cannot connect (or resolve): said as every case says it
+        raise CaseFailed(
+            f"with no idle time, on a fresh connection: {failure.detail}: not an idle limit",
+            kind=failure.kind,
+        ) from None
+    if control.end != "alive":
+        how = {"reset": "was reset", "fin": "was closed (FIN)", "silent": "fell silent"}
+        raise CaseFailed(
+            f"a fresh connection {how[control.end]} after its first 5 bytes of echo, with no "
+            "idle time: not an idle limit",
+            kind=f"control {control.end}",
+        )
+
+
 async def _idle(target: _Target) -> CaseResult:
+    await _control(target)
     idle = target.config.idle
     message = b"idle?"
     async with target.peer() as peer:
         peer.write(message)
         await peer.expect(message)
+        last_echo = time.perf_counter()
         how = await peer.ending(idle)
+        after = time.perf_counter() - last_echo
         if how != "silent":
-            ended = {"eof": "closed (FIN)", "reset": "reset", "data": "sent unasked data on"}
-            raise CaseFailed(f"the server {ended[how]} the connection while it was idle")
+            ended = {
+                "eof": "closed the connection (FIN)",
+                "reset": "reset the connection",
+                "data": "sent unasked data",
+            }
+            figures = {"after_s": round(after, 3)}
+            if how == "data":
+                raise CaseFailed(f"the server {ended[how]} while it was idle", figures=figures)
+            # one phenomenon with idle-probe: an idle limit is NON-STRICT, with its time
+            return _non_strict(
+                f"the path (the server or something between) {ended[how]} after {after:.1f}s "
+                f"idle (--idle {idle:g}s)",
+                **figures,
+            )
         peer.write(message)
         try:
             await peer.expect(message)
@@ -579,7 +678,9 @@ async def _idle(target: _Target) -> CaseResult:
 @dataclass
 class _Probe:
     idle: float  # seconds it was meant to stay silent
-    end: str  # 'alive', 'reset', 'fin', 'silent' (no echo after the idle period), 'refused'
+    # 'alive', 'reset', 'fin', 'silent' (no echo after the idle period, while a fresh
+    # connection or flow echoed), 'no-echo' (nothing echoed at all then: inconclusive)
+    end: str
     after: float  # seconds of silence when it ended (idle, when alive or found dead on probing)
 
 
@@ -621,28 +722,33 @@ async def _idle_probe(
         ]
         results = await asyncio.gather(*(probe(target, p) for p in periods))
         probes += results
-        for result in results:
-            if result.end == "alive":
-                survived = max(survived, result.idle)
-            else:
-                failed_known = True
-                failed = min(failed, result.after)
+        # The bracket from every probe so far: the longest period that survived, and the
+        # shortest end above it. An end at or below a survivor is not an idle limit (loss, a
+        # flow that never started): left out, so the bracket is always low < high.
+        survived = max((p.idle for p in probes if p.end == "alive"), default=0.0)
+        ends_above = [p.after for p in probes if p.end not in ("alive", "no-echo")]
+        ends_above = [after for after in ends_above if after > survived]
+        failed_known = bool(ends_above)
+        failed = min(ends_above, default=longest)
         if not failed_known:
             break  # everything up to the longest period survived
         if failed - survived <= PROBE_PRECISION * failed:
             break
         if any(r.end in ("reset", "fin") for r in results):
             break  # the path said when it ended them: no need to bisect
-    ends = [p.end for p in probes if p.end != "alive"]
+    ends = [p.end for p in probes if p.end not in ("alive", "no-echo") and p.after > survived]
     figures = {
         "survived_s": round(survived, 3),
         "ended_s": round(failed, 3) if failed_known else None,
         "ends": {how: ends.count(how) for how in sorted(set(ends))},
         "probes": len(probes),
+        "inconclusive": sum(
+            p.end == "no-echo" or (p.end != "alive" and p.after <= survived) for p in probes
+        ),
     }
     if not failed_known:
         return _ok(f"every idle period up to {longest:g}s survived", **figures)
-    observed = [p.after for p in probes if p.end in ("reset", "fin")]
+    observed = [p.after for p in probes if p.end in ("reset", "fin") and p.after > survived]
     if observed:
         limit = statistics.median(observed)
         figures["limit_s"] = round(limit, 3)
@@ -660,28 +766,48 @@ async def _idle_probe(
 
 
 async def _tcp_idle_probe(target: _Target) -> CaseResult:
+    await _control(target)
     return await _idle_probe(target, _tcp_probe)
 
 
-# UDP cases
+# UDP cases: every datagram starts with a tag (a send number), so that a reply is matched to
+# the datagram it answers; duplicates and late replies to earlier sends are set aside.
+
+MAX_QUEUED: Final = 256  # datagrams received and not yet read; more are dropped (a flood)
+TAG_SIZE: Final = 8  # the send number (4 bytes, little-endian: a 1-byte datagram keeps its
+# low byte) and b"AIOE"
+SPACING: Final = 0.02  # seconds between tries of the same datagram
+LOSS_SAMPLE: Final = 20  # datagrams sent to gauge the path's loss before the sizes
+MAX_TRIES: Final = 40
+FALSE_LIMIT: Final = 1e-6  # chance, at the loss measured, that a size is lost on every try
+LATE_WINDOW: Final = 0.5  # seconds udp-burst waits for duplicates, at most, however many come
 
 
 class _Datagrams(asyncio.DatagramProtocol):
-    """A connected UDP socket's arrivals, in order."""
+    """A connected UDP socket's arrivals, in order, at most MAX_QUEUED waiting."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes | Exception] = asyncio.Queue()
+        self.queue: asyncio.Queue[bytes | Exception] = asyncio.Queue(MAX_QUEUED)
+        self.overflow = 0  # datagrams dropped because MAX_QUEUED were waiting
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.queue.put_nowait(data)
+        self._put(data)
 
     def error_received(self, exc: Exception) -> None:
-        self.queue.put_nowait(exc)
+        self._put(exc)
+
+    def _put(self, item: bytes | Exception) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.overflow += 1
 
 
 class _Flow:
     def __init__(self, transport: asyncio.DatagramTransport, protocol: _Datagrams) -> None:
         self.transport, self.protocol = transport, protocol
+        self.sends = 0
+        self.stray = 0  # replies that answer no datagram being waited for
 
     async def next(self, wait: float) -> bytes | None:
         """The next datagram within wait seconds, or None; an ICMP error is CaseFailed."""
@@ -693,13 +819,41 @@ class _Flow:
             raise CaseFailed(f"the server's host answered: {describe_os_error(item)}")
         return item
 
-    async def exchange(self, data: bytes, wait: float) -> bytes | None:
-        """Send data until something comes back (UDP_TRIES sends), and return it."""
-        for _ in range(UDP_TRIES):
-            self.transport.sendto(data)
-            reply = await self.next(wait)
-            if reply is not None:
-                return reply
+    def send(self, body: bytes) -> bytes:
+        """Send body with a new tag in front (cut to the size of body); returns what was sent."""
+        self.sends += 1
+        tag = (self.sends % 2**32).to_bytes(4, "little") + b"AIOE"
+        data = tag[: len(body)] + body[len(tag) :]
+        self.transport.sendto(data)
+        return data
+
+    async def reply(self, sent: dict[bytes, bytes], deadline: float) -> tuple[bytes, bytes] | None:
+        """The first reply before deadline (loop time) whose tag is one of sent's keys (a tag:
+        what was sent with it), as (what was sent, the reply); other replies are stray."""
+        loop = asyncio.get_running_loop()
+        length = len(next(iter(sent)))
+        while (left := deadline - loop.time()) > 0:
+            reply = await self.next(left)
+            if reply is None:
+                return None
+            data = sent.get(reply[:length])
+            if data is not None:
+                return data, reply
+            self.stray += 1
+        return None
+
+    async def exchange(self, body: bytes, tries: int, wait: float) -> tuple[bytes, bytes] | None:
+        """Send body (tagged anew each time) every SPACING seconds until a reply to any of the
+        sends comes, tries sends at most, then wait seconds more: (what was sent, reply)."""
+        loop = asyncio.get_running_loop()
+        sent: dict[bytes, bytes] = {}
+        for attempt in range(tries):
+            data = self.send(body)
+            sent[data[: min(TAG_SIZE, len(data))]] = data
+            last = attempt == tries - 1
+            answer = await self.reply(sent, loop.time() + (wait if last else SPACING))
+            if answer is not None:
+                return answer
         return None
 
 
@@ -725,34 +879,79 @@ def _udp_wait(target: _Target) -> float:
     return min(UDP_WAIT, target.timeout)
 
 
+async def _loss(flow: _Flow, target: _Target, count: int) -> tuple[int, int]:
+    """Send count small datagrams SPACING apart; (how many came back, how many changed)."""
+    loop = asyncio.get_running_loop()
+    body = Pattern(7).slice(0, 64)
+    sent: dict[bytes, bytes] = {}
+    for _ in range(count):
+        data = flow.send(body)
+        sent[data[:TAG_SIZE]] = data
+        await asyncio.sleep(SPACING)
+    back: set[bytes] = set()
+    changed = 0
+    deadline = loop.time() + _udp_wait(target)
+    while len(back) + changed < count and (answer := await flow.reply(sent, deadline)):
+        data, reply = answer
+        if reply != data:
+            changed += 1
+        back.add(data[:TAG_SIZE])
+    return len(back), changed
+
+
+def _tries(back: int, sent: int) -> int:
+    """Tries of one datagram before calling it lost: enough that, at the loss measured (its
+    upper bound: two standard errors, or 3/sent when none was lost), losing every try by
+    chance is under FALSE_LIMIT."""
+    lost = (sent - back) / sent
+    upper = lost + 2 * math.sqrt(lost * (1 - lost) / sent) if lost else 3 / sent
+    upper = min(upper + 0.02, 0.95)
+    return max(3, min(MAX_TRIES, math.ceil(math.log(FALSE_LIMIT) / math.log(upper))))
+
+
 async def _udp_basic(target: _Target) -> CaseResult:
-    data = Pattern(7).slice(0, 64)
+    count = 10
     async with _flow(target) as flow:
-        reply = await flow.exchange(data, _udp_wait(target))
-    if reply is None:
-        raise CaseFailed(f"no reply to {plural(UDP_TRIES, 'datagram')} of {len(data)} bytes")
-    if reply != data:
-        raise CaseFailed(f"the reply differs: {len(reply)} bytes for {len(data)} sent")
-    return _ok(f"a {len(data)}-byte datagram came back whole to its sender")
+        back, changed = await _loss(flow, target, count)
+    figures = {"sent": count, "back": back, "changed": changed, "stray": flow.stray}
+    if changed:
+        raise CaseFailed(f"{changed} of {count} datagrams came back changed", figures=figures)
+    if not back:
+        stray = f" ({plural(flow.stray, 'datagram')} came that answer none)" if flow.stray else ""
+        raise CaseFailed(f"no reply to {count} datagrams of 64 bytes{stray}", figures=figures)
+    if back < count:
+        lost = count - back
+        return _non_strict(
+            f"{back} of {count} datagrams came back ({100 * lost / count:.0f}% lost), each whole",
+            **figures,
+        )
+    return _ok(f"{count} datagrams of 64 bytes came back whole to their sender", **figures)
 
 
 async def _udp_sizes(target: _Target) -> CaseResult:
     pattern = Pattern(8)
-    outcomes: dict[int, int | None] = {}  # size -> length of the reply, None: lost
-
+    # size -> 'whole', 'lost' (no reply to any try), or the length of a reply matched to it
+    outcomes: dict[int, str | int] = {}
     async with _flow(target) as flow:
+        back, _ = await _loss(flow, target, LOSS_SAMPLE)
+        if not back:
+            raise CaseFailed(f"no reply to {LOSS_SAMPLE} datagrams of 64 bytes")
+        tries = _tries(back, LOSS_SAMPLE)
 
         async def send(size: int) -> bool:
-            data = pattern.slice(0, size)
-            reply = await flow.exchange(data, _udp_wait(target))
-            if reply is not None and reply != data and len(reply) == size:
+            answer = await flow.exchange(pattern.slice(0, size), tries, _udp_wait(target))
+            if answer is None:
+                outcomes[size] = "lost"
+                return False
+            data, reply = answer
+            if len(reply) == size and reply != data:
                 raise CaseFailed(f"a {size}-byte datagram came back changed")
-            outcomes[size] = None if reply is None else len(reply)
+            outcomes[size] = "whole" if reply == data else len(reply)
             return reply == data
 
         passed = [size for size in UDP_SIZES if await send(size)]
         largest = max(passed, default=0)
-        if largest != UDP_SIZES[-1]:
+        if largest and largest != UDP_SIZES[-1]:
             # bisect between the largest that came back and the next size that did not
             low, high = largest, min(s for s in UDP_SIZES if s > largest)
             while high - low > 1:
@@ -762,8 +961,15 @@ async def _udp_sizes(target: _Target) -> CaseResult:
                 else:
                     high = middle
             largest = low
-    figures = {"largest": largest, "sizes": {str(k): v for k, v in sorted(outcomes.items())}}
-    cut = {s: n for s, n in outcomes.items() if n is not None and n != s}
+    loss = 1 - back / LOSS_SAMPLE
+    figures = {
+        "largest": largest,
+        "sizes": {str(k): v for k, v in sorted(outcomes.items())},
+        "tries": tries,
+        "loss": round(loss, 3),
+        "stray": flow.stray,
+    }
+    cut = {s: n for s, n in outcomes.items() if isinstance(n, int)}
     if cut:
         size = max(cut)
         raise CaseFailed(
@@ -772,18 +978,24 @@ async def _udp_sizes(target: _Target) -> CaseResult:
             figures=figures,
         )
     if not largest:
-        raise CaseFailed("no datagram came back", figures=figures)
+        raise CaseFailed(
+            f"no datagram came back in {tries} tries of each size, while small ones did",
+            figures=figures,
+        )
+    noise = f"; {loss:.0%} of small datagrams lost" if loss else ""
     if largest < UDP_SIZES[-1]:
         return _non_strict(
-            f"the largest datagram that came back: {largest} bytes (larger ones were lost)",
+            f"the largest datagram that came back: {largest} bytes (larger ones lost in "
+            f"{tries} tries each{noise})",
             **figures,
         )
-    return _ok(f"datagrams of {UDP_SIZES[0]} to {largest} bytes came back whole", **figures)
+    return _ok(f"datagrams of {UDP_SIZES[0]} to {largest} bytes came back whole{noise}", **figures)
 
 
 async def _udp_burst(target: _Target) -> CaseResult:
     # a second's pause first: a per-source rate limiter (aioecho's --udp-rate) starts full
     await asyncio.sleep(1.0)
+    loop = asyncio.get_running_loop()
     pattern = Pattern(9)
     body = pattern.slice(0, 60)
     seen: dict[int, int] = {}
@@ -800,12 +1012,15 @@ async def _udp_burst(target: _Target) -> CaseResult:
             seq = int.from_bytes(reply[:4], "big")
             if len(reply) != 64 or reply[4:] != body or seq >= BURST:
                 changed.append(len(reply))
+                if len(changed) > BURST:
+                    break  # a flood: enough said
                 continue
             seen[seq] = seen.get(seq, 0) + 1
             reordered += seq < highest
             highest = max(highest, seq)
-        # late duplicates
-        while (reply := await flow.next(0.05)) is not None:
+        # late duplicates, for LATE_WINDOW at most (a flooding peer never falls silent)
+        deadline = loop.time() + LATE_WINDOW
+        while (left := deadline - loop.time()) > 0 and (reply := await flow.next(min(left, 0.05))):
             seq = int.from_bytes(reply[:4], "big")
             if seq in seen:
                 seen[seq] += 1
@@ -824,25 +1039,38 @@ async def _udp_burst(target: _Target) -> CaseResult:
     summary = (
         f"{BURST} datagrams at once: {lost} lost, {duplicates} duplicated, {reordered} reordered"
     )
+    # a tail drop (the first N back, none after) is what a rate limit or a full queue does;
+    # loss spread over the burst is not
+    tail = lost and sorted(seen) == list(range(len(seen)))
+    if tail:
+        summary += f" (the first {len(seen)} came back, none after: a rate limit or a queue?)"
     if lost or duplicates or reordered:
-        return _non_strict(summary + (" (rate limiting?)" if lost else ""), **figures)
+        return _non_strict(summary, **figures)
     return _ok(f"{BURST} datagrams at once, each back once, in order", **figures)
 
 
 async def _udp_probe(target: _Target, idle: float) -> _Probe:
-    message = b"idle?"
+    body = b"idle? " + bytes(10)
+    tries, wait = target.udp_tries, _udp_wait(target)
     async with _flow(target) as flow:
-        try:
-            if await flow.exchange(message, _udp_wait(target)) != message:
-                raise CaseFailed("no echo to the first datagram")
-            await asyncio.sleep(idle)
-            reply = await flow.exchange(message, _udp_wait(target))
-        except CaseFailed:
-            return _Probe(idle, "refused", idle)
-    return _Probe(idle, "alive" if reply == message else "silent", idle)
+        if await flow.exchange(body, tries, wait) is None:
+            return _Probe(idle, "no-echo", idle)  # the flow never started: inconclusive
+        await asyncio.sleep(idle)
+        if await flow.exchange(body, tries, wait) is not None:
+            return _Probe(idle, "alive", idle)
+    # the control: does a fresh flow echo now? If not, the path is down, not this flow
+    async with _flow(target) as fresh:
+        if await fresh.exchange(body, tries, wait) is None:
+            return _Probe(idle, "no-echo", idle)
+    return _Probe(idle, "silent", idle)
 
 
 async def _udp_idle_probe(target: _Target) -> CaseResult:
+    async with _flow(target) as flow:
+        back, _ = await _loss(flow, target, LOSS_SAMPLE)
+    if not back:
+        raise CaseFailed(f"no reply to {LOSS_SAMPLE} datagrams of 64 bytes on a fresh flow")
+    target.udp_tries = _tries(back, LOSS_SAMPLE)
     return await _idle_probe(target, _udp_probe)
 
 
