@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -436,3 +437,52 @@ def test_check_against_a_flooding_udp_peer_stays_bounded(tmp_path: Path) -> None
     assert peak < 200 * 1024, f"check's RSS reached {peak} KiB"  # MAX_QUEUED x 64 KiB = 16 MiB
     report = json.loads((tmp_path / "r.json").read_text())
     assert {case["verdict"] for case in report["cases"]} == {"FAILED"}, report
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_check_leaves_valid_reports(tmp_path: Path, sig: int, status: int) -> None:
+    # Ctrl-C and SIGTERM wrote no JSON or JUnit (issue 21 #8)
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "-q") as server:
+        server.start()
+        json_path, junit_path = tmp_path / "r.json", tmp_path / "r.xml"
+        proc = subprocess.Popen(
+            aioecho_command(
+                "check", "--host", "127.0.0.1", "--port", str(server.port), "--only", "basic",
+                "--only", "idle", "--only", "binary", "--idle", "60", "--json", str(json_path),
+                "--junit", str(junit_path),
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        while not proc.stdout.readline().startswith("basic"):  # basic has ended: idle runs
+            pass
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == status, err
+    assert err.splitlines()[-1] == "aioecho: interrupted"
+    report = json.loads(json_path.read_text())
+    assert verdicts(report) == {"basic": "OK", "idle": "SKIPPED", "binary": "SKIPPED"}
+    assert detail(report, "idle") == "interrupted"
+    suite = ET.parse(junit_path).getroot()
+    assert suite.get("skipped") == "2", ET.tostring(suite)
+
+
+def test_unresolvable_names_and_unwritable_reports_are_one_line_at_once(tmp_path: Path) -> None:
+    # "25 failed, 75 connect timeout", a stray "Future exception was never retrieved", exit 20 s
+    # later; a bad --json path found after the whole run (issue 21 #8, #9)
+    started = time.monotonic()
+    result = run_cli("check", "--host", "nosuch.invalid", "--only", "concurrency")
+    assert result.returncode == 1
+    (line,) = result.stderr.decode().splitlines()
+    assert line.startswith("aioecho: error: cannot resolve host 'nosuch.invalid': "), line
+    assert time.monotonic() - started < WAIT
+    for option, path, why in (
+        ("--json", "/nonexistent/x.json", "no such directory '/nonexistent'"),
+        ("--junit", str(tmp_path), "is a directory"),
+    ):
+        refused = run_cli("check", "--port", "1", option, path)
+        assert refused.returncode == 2
+        assert refused.stderr.decode().splitlines() == [f"aioecho: error: {option} {path}: {why}"]

@@ -43,7 +43,7 @@ from .config import (
     parse_start_time,
     parse_target,
 )
-from .errors import AioechoError, ConfigError, ExitStatus, describe_os_error
+from .errors import AioechoError, ConfigError, ExitStatus, Interrupted, describe_os_error
 from .logs import LOG_FORMATS, configure
 from .workers import WorkerRole, check_metrics_ports, supervise, worker_count
 
@@ -1120,6 +1120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"aioecho: error: {err}", file=sys.stderr)
         return ExitStatus.USAGE
+    except Interrupted as err:
+        print("aioecho: interrupted", file=sys.stderr)
+        return 128 + err.signum
     except AioechoError as err:
         print(f"aioecho: error: {err}", file=sys.stderr)
         return ExitStatus.FAILURE

@@ -39,6 +39,7 @@ class ExitStatus(enum.IntEnum):
     FAILURE = 1  # refused, reset, mismatch, timeout, cannot listen
     USAGE = 2  # argparse's own code for bad arguments
     INTERRUPTED = 130  # 128 + SIGINT
+    TERMINATED = 143  # 128 + SIGTERM
 
 
 def describe_os_error(err: BaseException) -> str:
@@ -83,6 +84,14 @@ class ResolveError(AioechoError):
         reason = err.args[1] if len(err.args) > 1 else str(err)
         super().__init__(f"cannot resolve host {host!r}: {str(reason).lower()}")
         self.host = host
+
+
+class Interrupted(AioechoError):
+    """Stopped by a signal after saying what was done (check's reports): exit 128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__("interrupted")
+        self.signum = signum
 
 
 class ConnectError(AioechoError):

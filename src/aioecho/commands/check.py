@@ -5,16 +5,19 @@ when a case FAILED."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
 import sys
 import time
 from pathlib import Path
 from typing import TextIO
 
 from ..addresses import host_port
-from ..checkreport import Report, Verdict, plural, table_line
+from ..checkreport import CaseResult, Report, Verdict, plural, table_line
 from ..checks import run_case
 from ..config import CheckConfig
-from ..errors import AioechoError, describe_os_error
+from ..errors import AioechoError, ConfigError, Interrupted, ResolveError, describe_os_error
 from ..logs import LoopErrorLog
 from ..tls import warn_if_insecure
 from . import writing_stdout
@@ -41,17 +44,37 @@ def describe(config: CheckConfig) -> str:
 
 
 async def run_check(config: CheckConfig) -> Report:
-    """Run every case of config.cases; raise CheckFailed (after the reports) if one FAILED."""
-    asyncio.get_running_loop().set_exception_handler(LoopErrorLog())
+    """Run every case of config.cases; raise CheckFailed (after the reports) if one FAILED.
+    SIGINT or SIGTERM ends the run: the cases not finished are SKIPPED (interrupted), the
+    reports are written all the same, then Interrupted."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(LoopErrorLog())
+    for option, path in (("--json", config.json_path), ("--junit", config.junit_path)):
+        if path is not None and path != "-":
+            _check_writable(option, path)  # before the run, not after it
     warn_if_insecure(config.target)
+    await _resolve(config)
     # the table goes to stdout, unless a report does: then it goes aside, to stderr
     table: TextIO = sys.stderr if "-" in (config.json_path, config.junit_path) else sys.stdout
     report = Report(describe(config))
     started = time.perf_counter()
+    stopped: asyncio.Future[int] = loop.create_future()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, _stop, stopped, signum)
     with writing_stdout():
         _say(table, f"CHECK {report.target}: {plural(len(config.cases), 'case')}")
         for name in config.cases:
-            result = await run_case(name, config)
+            if stopped.done():
+                result = CaseResult(name, Verdict.SKIPPED, "interrupted")
+            else:
+                running = asyncio.ensure_future(run_case(name, config))
+                await asyncio.wait((running, stopped), return_when=asyncio.FIRST_COMPLETED)
+                if running.done():
+                    result = running.result()
+                else:
+                    running.cancel()
+                    await asyncio.gather(running, return_exceptions=True)
+                    result = CaseResult(name, Verdict.SKIPPED, "interrupted")
             report.results.append(result)
             _say(table, table_line(result))
         report.seconds = time.perf_counter() - started
@@ -62,10 +85,46 @@ async def run_check(config: CheckConfig) -> Report:
         ):
             if path is not None:
                 _write(path, text())
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(signum)
+    if stopped.done():
+        raise Interrupted(stopped.result())
     if report.failed:
         names = [r.name for r in report.results if r.verdict is Verdict.FAILED]
         raise CheckFailed(f"FAILED: {', '.join(names)}")
     return report
+
+
+def _stop(stopped: asyncio.Future[int], signum: int) -> None:
+    if not stopped.done():
+        stopped.set_result(signum)
+
+
+async def _resolve(config: CheckConfig) -> None:
+    """A name that does not resolve is one line at once, not a FAILED per case (and a case
+    that waits its timeout out)."""
+    target = config.target
+    if target.unix is not None:
+        return
+    try:
+        await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(target.host, target.port), target.timeout
+        )
+    except socket.gaierror as err:
+        raise ResolveError(target.host, err) from None
+    except asyncio.TimeoutError:
+        raise ResolveError(target.host, TimeoutError("timed out")) from None
+
+
+def _check_writable(option: str, path: str) -> None:
+    where = Path(path)
+    parent = where.parent
+    if where.is_dir():
+        raise ConfigError(f"{option} {path}: is a directory")
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {path}: no such directory {str(parent)!r}")
+    if not os.access(where if where.exists() else parent, os.W_OK):
+        raise ConfigError(f"{option} {path}: permission denied")
 
 
 def _say(out: TextIO, line: str) -> None:
