@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import math
 import os
@@ -136,8 +137,10 @@ class _Peer:
                 self.received += len(data)
                 self.reads += 1
                 return data
+            # ENOTCONN: our shutdown or write met the peer's reset first (uvloop says so)
+            reason = "connection reset by peer" if err.errno == errno.ENOTCONN else None
             raise CaseFailed(
-                f"the connection was reset ({describe_os_error(err)}) after "
+                f"the connection was reset ({reason or describe_os_error(err)}) after "
                 f"{format_size_text(self.received)} of {format_size_text(self.sent)} came back",
                 kind="reset" if self.received else "reset before any echo",
             ) from None
@@ -448,7 +451,8 @@ async def _half_close(target: _Target) -> CaseResult:
         if not peer.writer.can_write_eof():
             return _skipped("asyncio's TLS cannot send EOF alone (close_notify ends both ways)")
         peer.write(data)
-        peer.writer.write_eof()
+        with contextlib.suppress(OSError):  # reset already: the read below says so
+            peer.writer.write_eof()
         try:
             await peer.expect(data)
         except CaseFailed as failure:
