@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -17,12 +19,15 @@ import pytest
 
 from aioecho.pingstats import PingSummary, ProbeResult, summarize
 from support import (
+    HAPROXY_DEFAULTS,
     WAIT,
     ServerProcess,
     aioecho_command,
     end_group,
     error_line,
+    free_port,
     in_thread_loop,
+    peer,
     reader_goes_away,
     require_tool,
     run_cli,
@@ -166,7 +171,7 @@ def tcp_peer(delay: float, corrupt: bool = False) -> Iterator[int]:
 
 
 def ping(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return run_cli("ping", "-q", "--host", "127.0.0.1", *args, timeout=60)
+    return run_cli("ping", "--host", "127.0.0.1", *args, timeout=60)
 
 
 def json_lines(result: subprocess.CompletedProcess[bytes]) -> list[dict[str, Any]]:
@@ -186,10 +191,12 @@ def test_ping_aioecho_over_tcp(loop_name: str) -> None:
         for seq, line in enumerate(lines[1:4], 1):
             assert line.startswith(f"64 bytes from 127.0.0.1 port {server.port}: seq={seq} rtt=")
         assert lines[5] == f"--- 127.0.0.1 port {server.port} ping statistics ---"
-        assert lines[6] == (
-            "3 probes sent, 3 received, 0 lost (0% loss), 0 duplicates, 0 reordered, 0 wrong, "
-            "0 late"
-        )
+        assert re.fullmatch(
+            r"3 probes sent, 3 received, 0 lost \(0% loss\), 0 duplicates, 0 reordered, 0 wrong, "
+            r"0 late, time (\d+)ms",
+            lines[6],
+        ), lines[6]
+        assert int(lines[6].split()[-1][:-2]) >= 100  # two intervals of 0.05 s at least
         assert lines[7].startswith("rtt min/avg/max/mdev = ")
         assert server.stop() == 0
 
@@ -208,7 +215,9 @@ def test_a_wrong_echo_is_a_mismatch_and_fails() -> None:
     for port in tcp_peer(delay=0.0, corrupt=True):
         result = ping("--port", str(port), "-c", "2", "-i", "0.05")
         lines = result.stdout.decode().splitlines()
-        assert lines[1:3] == ["seq=1 mismatch", "seq=2 mismatch"]  # the second reconnected
+        assert lines[1] == "seq=1 mismatch"
+        assert lines[2].startswith(f"reconnected to 127.0.0.1 port {port} (connect ")
+        assert lines[3] == "seq=2 mismatch"
         assert error_line(result) == "aioecho: error: 2 answers were not what was sent"
 
 
@@ -284,14 +293,14 @@ def test_new_connection_times_each_phase_over_tls(tmp_path: Any) -> None:
         server.start()
         common = ["--new-connection", "--tls", "--cafile", str(certs.ca), "-c", "2", "-i", "0.05"]
         common += ["--port", str(server.port), "--json"]
-        by_name = run_cli("ping", "-q", "--host", "localhost", *common)
+        by_name = run_cli("ping", "--host", "localhost", *common)
         assert by_name.returncode == 0, by_name.stderr
         *probes, summary = json_lines(by_name)
         for probe in probes:
             assert probe["status"] == "ok"
             assert probe["resolve_us"] > 0 and probe["connect_us"] > 0 and probe["tls_us"] > 0
         assert summary["tls_min_us"] <= summary["tls_avg_us"] <= summary["tls_max_us"]
-        by_address = run_cli("ping", "-q", "--host", "127.0.0.1", *common[:-1])
+        by_address = run_cli("ping", "--host", "127.0.0.1", *common[:-1])
         first = by_address.stdout.decode().splitlines()[1]
         assert " connect=" in first and " tls=" in first and "resolve=" not in first, first
         assert server.stop() == 0
@@ -324,11 +333,12 @@ def test_csv_rows_and_unix_socket() -> None:
     path = short_unix_path()
     with ServerProcess("--unix", path) as server:
         server.start()
-        result = run_cli("ping", "-q", "--unix", path, "-c", "2", "-i", "0.05", "--csv")
+        result = run_cli("ping", "--unix", path, "-c", "2", "-i", "0.05", "--csv")
         assert result.returncode == 0, result.stderr
         header, *rows = result.stdout.decode().splitlines()
-        assert header == "seq,status,bytes,rtt_us,resolve_us,connect_us,tls_us,peer"
-        assert [row.split(",")[:3] for row in rows] == [["1", "ok", "64"], ["2", "ok", "64"]]
+        assert header == "time,seq,status,bytes,rtt_us,resolve_us,connect_us,tls_us,peer,idle_s"
+        assert [row.split(",")[1:4] for row in rows] == [["1", "ok", "64"], ["2", "ok", "64"]]
+        assert all(abs(float(row.split(",")[0]) - time.time()) < 60 for row in rows)
         assert f"--- {path} ping statistics ---" in result.stderr.decode()
         assert server.stop() == 0
 
@@ -417,7 +427,9 @@ def test_a_stalled_stream_times_out_and_the_next_probe_reconnects() -> None:
     for port in tcp_peer(delay=5.0):
         result = ping("--port", str(port), "-c", "3", "-i", "0.5", "--timeout", "0.3")
         lines = result.stdout.decode().splitlines()
-        assert lines[1:4] == ["seq=1 timeout", "seq=2 timeout", "seq=3 timeout"]
+        probes = [line for line in lines[1:] if line.startswith("seq=")]
+        assert probes == ["seq=1 timeout", "seq=2 timeout", "seq=3 timeout"]
+        assert [line for line in lines if line.startswith("reconnected to")]  # after each
         assert error_line(result) == "aioecho: error: no answer to any of 3 probes"
 
 
@@ -469,3 +481,46 @@ def test_a_server_that_accepts_then_resets_is_a_reset_probe_by_probe(
             assert all(ln.split()[1] in ("reset", "closed") for ln in probes), out
             assert "6 probes sent, 0 received" in out, out
         listener.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.mark.timeout(60)
+def test_a_balancer_closing_idle_connections_shows_as_events(tmp_path: Path) -> None:
+    # HAProxy with `timeout client 1s`, probes 1.5 s apart: 4 OK and nothing said, while each
+    # probe ran on a new connection (issue 21 #10)
+    haproxy = require_tool("haproxy")
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        front = free_port()
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(
+            HAPROXY_DEFAULTS
+            + f"frontend echo\n    bind 127.0.0.1:{front}\n    timeout client 1s\n"
+            + "    default_backend servers\nbackend servers\n"
+            + f"    server echo 127.0.0.1:{server.port}\n"
+        )
+        with peer([haproxy, "-db", "-f", str(config)], front):
+            result = ping("--port", str(front), "-c", "3", "-i", "1.5", "--json")
+            text = ping("--port", str(front), "-c", "2", "-i", "1.5")
+    assert result.returncode == 0, result.stderr
+    lines = json_lines(result)
+    events = [line for line in lines if line["type"] == "event"]
+    assert [e["status"] for e in events] == ["closed", "reconnected", "closed", "reconnected"]
+    for closed in events[::2]:
+        assert 0.9 <= closed["idle_s"] <= 1.45, closed  # HAProxy's 1 s, from the last echo
+    summary = lines[-1]
+    assert (summary["closes"], summary["reconnects"], summary["received"]) == (2, 2, 3)
+    out = text.stdout.decode().splitlines()
+    assert any(re.fullmatch(r"connection closed by the peer \(FIN\) after 1\.\ds idle", ln)
+               for ln in out), out  # fmt: skip
+    assert "connection: 1 closed by the peer, 0 reset, 1 reconnect" in out
+
+
+def test_quiet_prints_the_summary_only() -> None:
+    # -q printed every probe line; ping(8)'s -q prints the summary (issue 21 #12)
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        result = ping("-q", "--port", str(server.port), "-c", "3", "-i", "0.02")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode().splitlines()
+    assert not [line for line in out if "seq=" in line], out
+    assert out[-3].startswith("3 probes sent, 3 received, 0 lost (0% loss)"), out

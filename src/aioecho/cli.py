@@ -795,6 +795,9 @@ def _ping_parser(commands: Any) -> None:
         timeout_help="how long a probe waits for its answer",
         timeout_default=_PING.target.timeout,
     )
+    for action in ping._actions:  # -q means what it means to ping(8)
+        if "-q" in action.option_strings:
+            action.help = "the summary only, no line per probe (and only warnings and errors)"
     ping.add_argument("--udp", action="store_true", help="probe with datagrams (RFC 862)")
     ping.add_argument(
         "-c",
@@ -947,6 +950,7 @@ def ping_config(args: argparse.Namespace) -> PingConfig:
         new_connection=args.new_connection,
         output="json" if args.json else "csv" if args.csv else "text",
         max_loss=args.max_loss,
+        quiet=args.quiet,
     )
 
 

@@ -533,6 +533,7 @@ class PingConfig:
     new_connection: bool = False  # a connection per probe, with its phases timed
     output: str = "text"  # text, json (lines) or csv
     max_loss: float = 0.0  # percent of probes that may be lost for exit status 0
+    quiet: bool = False  # text output: the summary only (ping -q)
 
     def __post_init__(self) -> None:
         if not 0 <= self.count <= MAX_PING_COUNT:

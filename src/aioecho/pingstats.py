@@ -15,6 +15,7 @@ from .latency import LatencyHistogram
 
 __all__ = [
     "ANSWERED",
+    "EVENTS",
     "LOST",
     "WRONG",
     "PhaseStats",
@@ -30,6 +31,9 @@ LOST: Final = ("timeout", "refused", "reset", "closed", "error")  # nothing usab
 # ... and these are extra answers, which end no probe: "duplicate" (a second copy), "late" (the
 # answer to a probe that had timed out), "corrupted" with extra=True (a datagram whose sequence
 # number matches no probe).
+# Connection events are extra results too (seq 0): how the peer ended the connection, "closed"
+# (FIN) or "reset", with idle_s when no probe was in flight; and "reconnected", with connect_us.
+EVENTS: Final = ("closed", "reset", "reconnected")
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,16 @@ class ProbeResult:
     peer: str | None = None  # '127.0.0.1 port 10000', the address that answered
     detail: str | None = None  # why, for status "error"
     extra: bool = False
+    idle_s: float | None = None  # a connection event: seconds since the last probe activity
+
+    @property
+    def is_event(self) -> bool:
+        return self.extra and self.status in EVENTS
 
     def line(self) -> str:
         """As ping prints it: '64 bytes from 127.0.0.1 port 10000: seq=3 rtt=0.350 ms'."""
+        if self.is_event:
+            return self._event_line()
         seq = f"seq={self.seq}" if self.seq else "seq=?"
         if self.status in ANSWERED or self.status in ("duplicate", "late"):
             phases = "".join(
@@ -68,9 +79,17 @@ class ProbeResult:
             )
         return f"{seq} {self.status}" + (f": {self.detail}" if self.detail else "")
 
+    def _event_line(self) -> str:
+        if self.status == "reconnected":
+            connect = f" (connect {_ms(self.connect_us)} ms)" if self.connect_us is not None else ""
+            return f"reconnected to {self.peer}{connect}"
+        how = "closed by the peer (FIN)" if self.status == "closed" else "reset by the peer"
+        when = f" after {self.idle_s:.1f}s idle" if self.idle_s is not None else ""
+        return f"connection {how}{when}"
+
     def to_dict(self) -> dict[str, Any]:
         """For --json: only the fields that were measured."""
-        fields = {"type": "probe", **asdict(self)}
+        fields = {"type": "event" if self.is_event else "probe", **asdict(self)}
         fields["bytes"] = fields.pop("size")
         return {k: v for k, v in fields.items() if v is not None and v is not False}
 
@@ -111,6 +130,10 @@ class PingSummary:
         self.reordered = 0
         self.corrupted = 0  # datagrams: wrong bytes, whether or not they ended a probe
         self.late = 0
+        self.closes = 0  # connection events: the peer closed (FIN) or reset the connection
+        self.resets = 0
+        self.reconnects = 0
+        self.seconds = 0.0  # the run's length, set by whoever ran it
         self._rtt_ns = LatencyHistogram()
         self._squares = 0.0  # sum of rtt_us squared, for mdev
         self._jitter_total = 0.0
@@ -122,6 +145,14 @@ class PingSummary:
         status = result.status
         if status == "corrupted":
             self.corrupted += 1
+        if result.is_event:
+            if status == "closed":
+                self.closes += 1
+            elif status == "reset":
+                self.resets += 1
+            else:
+                self.reconnects += 1
+            return
         if result.extra:
             if status == "duplicate":
                 self.duplicates += 1
@@ -153,6 +184,11 @@ class PingSummary:
             self._jitter_total += abs(us - self._last_rtt)
             self._jitter_count += 1
         self._last_rtt = us
+
+    @property
+    def wrong_answers(self) -> int:
+        """Answers that were not what was sent: ending a probe, or matching none."""
+        return max(self.wrong, self.corrupted)
 
     @property
     def loss_pct(self) -> float:
@@ -189,6 +225,9 @@ class PingSummary:
                 "reordered",
                 "corrupted",
                 "late",
+                "closes",
+                "resets",
+                "reconnects",
             )
         }
         phases = {
@@ -200,8 +239,9 @@ class PingSummary:
         return {
             "type": "summary",
             **counts,
-            "wrong": self.wrong,
+            "wrong": self.wrong_answers,
             "loss_pct": round(self.loss_pct, 3),
+            "time_ms": round(self.seconds * 1000),
             **{k: round(v, 3) for k, v in self.figures().items()},
             **{k: round(v, 3) for k, v in phases.items()},
         }
@@ -214,8 +254,13 @@ class PingSummary:
             f"{self.sent} probes sent, {self.received} received, {self.lost} lost "
             f"({self.loss_pct:.3g}% loss), "
             f"{self.duplicates} duplicates, {self.reordered} reordered, "
-            f"{self.wrong} wrong, {self.late} late",
+            f"{self.wrong_answers} wrong, {self.late} late, time {self.seconds * 1000:.0f}ms",
         ]
+        if self.closes or self.resets or self.reconnects:
+            lines.append(
+                f"connection: {self.closes} closed by the peer, {self.resets} reset, "
+                f"{plural(self.reconnects, 'reconnect')}"
+            )
         if self.received:
             lines += [
                 "rtt min/avg/max/mdev = "
@@ -235,16 +280,24 @@ class PingSummary:
         """Why the run fails (exit status 1), or None."""
         if not self.sent:
             return "no probe was sent"
-        if self.wrong or self.corrupted:
-            return f"{max(self.wrong, self.corrupted)} answers were not what was sent"
+        if self.wrong_answers:
+            return f"{self.wrong_answers} answers were not what was sent"
         if not self.received and not self.late:
             return f"no answer to any of {self.sent} probes"
         if self.loss_pct > max_loss_pct:
+            # digits enough to show the difference: 33.33% against --max-loss 33.3
+            digits = 3
+            while f"{self.loss_pct:.{digits}g}" == f"{max_loss_pct:.{digits}g}" and digits < 9:
+                digits += 1
             return (
-                f"{self.lost} of {self.sent} probes lost ({self.loss_pct:.3g}% loss, "
+                f"{self.lost} of {self.sent} probes lost ({self.loss_pct:.{digits}g}% loss, "
                 f"--max-loss {max_loss_pct:g}%)"
             )
         return None
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def summarize(results: Iterable[ProbeResult]) -> PingSummary:

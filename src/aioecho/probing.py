@@ -112,8 +112,12 @@ def _failure(err: BaseException, host: str) -> tuple[str, str | None]:
 class _EchoProbes(asyncio.Protocol):
     """Probes on one stream connection: matches the echo, in order, to the probes in flight."""
 
-    def __init__(self, size: int, timeout: float, emit: Emit, peer: str) -> None:
+    def __init__(
+        self, size: int, timeout: float, emit: Emit, peer: str, *, events: bool = False
+    ) -> None:
         self.size = size
+        self.events = events  # say how the peer ended the connection (an extra result)
+        self.last_active = _perf_ns()  # the last probe sent or answered
         self.timeout = timeout
         self.emit = emit
         self.peer = peer
@@ -133,7 +137,7 @@ class _EchoProbes(asyncio.Protocol):
         if self._lost is not None:  # gone between its opening and this probe
             self.emit(ProbeResult(seq, self._lost, self.size, peer=self.peer))
             return
-        sent = _perf_ns()
+        sent = self.last_active = _perf_ns()
         data = payload(seq, self.size, sent)
         self.inflight.append((seq, sent, data))
         self._timers[seq] = asyncio.get_running_loop().call_later(self.timeout, self._expire, seq)
@@ -141,7 +145,7 @@ class _EchoProbes(asyncio.Protocol):
             self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
-        now = _perf_ns()
+        now = self.last_active = _perf_ns()
         self.buffer += data
         while len(self.buffer) >= self.size and self.inflight:
             echo = bytes(self.buffer[: self.size])
@@ -162,6 +166,11 @@ class _EchoProbes(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = "reset" if exc is not None else "closed"
+        if self.events and not self.broken:  # the peer's doing (or the path's), not ours
+            idle = None if self.inflight else (_perf_ns() - self.last_active) / 1e9
+            self.emit(
+                ProbeResult(0, self._lost, self.size, peer=self.peer, extra=True, idle_s=idle)
+            )
         self._break(self._lost)
         if not self.closed.done():
             self.closed.set_result(None)
@@ -179,6 +188,11 @@ class _EchoProbes(asyncio.Protocol):
             self.broken = True
             self.transport.abort()
         self._check_idle()
+
+    def close(self) -> None:
+        """Ours to end: no event, no more probes."""
+        self.broken = True
+        self.transport.close()
 
     def _check_idle(self) -> None:
         if not self.inflight and self.idle is not None and not self.idle.done():
@@ -214,22 +228,31 @@ class _StreamProber:
                     pending.cancel()
             return
         conn: _EchoProbes | None = None
+        opened = False  # a connection was open before: opening another is a reconnect
         try:
             async for seq in _timetable(count, interval):
                 if conn is None or conn.broken:
                     conn = None
                     try:
-                        conn, _ = await self._open(self.emit)
+                        conn, phases = await self._open(self.emit, events=True)
                     except Exception as err:  # a probe's outcome, not the program's end
                         status, detail = _failure(err, self.target.host)
                         self.emit(ProbeResult(seq, status, self.size, detail=detail))
                         continue
+                    if opened:
+                        self.emit(
+                            ProbeResult(
+                                0, "reconnected", self.size, peer=conn.peer, extra=True,
+                                connect_us=phases.get("connect_us"),
+                            )
+                        )  # fmt: skip
+                    opened = True
                 conn.send(seq)
             if conn is not None:
                 await conn.drain()
         finally:
             if conn is not None:
-                conn.transport.close()
+                conn.close()
 
     async def _probe_alone(self, seq: int) -> None:
         """One probe on a connection of its own, with the phases of opening it."""
@@ -253,12 +276,14 @@ class _StreamProber:
                 conn.transport.close()
         self.emit(dataclasses.replace(result, **phases))  # type: ignore[arg-type]
 
-    async def _open(self, emit: Emit) -> tuple[_EchoProbes, dict[str, float]]:
+    async def _open(
+        self, emit: Emit, *, events: bool = False
+    ) -> tuple[_EchoProbes, dict[str, float]]:
         """Resolve, connect and shake hands, timing each phase; within target.timeout. The
-        connection's probes report to emit."""
-        return await asyncio.wait_for(self._open_phases(emit), self.target.timeout)
+        connection's probes report to emit (and, with events, how the peer ended it)."""
+        return await asyncio.wait_for(self._open_phases(emit, events), self.target.timeout)
 
-    async def _open_phases(self, emit: Emit) -> tuple[_EchoProbes, dict[str, float]]:
+    async def _open_phases(self, emit: Emit, events: bool) -> tuple[_EchoProbes, dict[str, float]]:
         loop = asyncio.get_running_loop()
         target = self.target
         phases: dict[str, float] = {}
@@ -280,7 +305,7 @@ class _StreamProber:
             started = _perf_ns()
             await loop.sock_connect(sock, address)
             phases["connect_us"] = (_perf_ns() - started) / 1000
-            probes = _EchoProbes(self.size, target.timeout, emit, peer)
+            probes = _EchoProbes(self.size, target.timeout, emit, peer, events=events)
             started = _perf_ns()
             hostname = target.host if self.context is not None else None
             if family == socket.AF_UNIX:

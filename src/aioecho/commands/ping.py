@@ -10,9 +10,11 @@ import csv
 import json
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import TextIO
 
+from .. import __version__
 from ..config import PingConfig
 from ..errors import AioechoError
 from ..logs import LoopErrorLog
@@ -23,7 +25,10 @@ from . import writing_stdout
 
 __all__ = ["PingFailed", "run_ping"]
 
-CSV_FIELDS = ("seq", "status", "bytes", "rtt_us", "resolve_us", "connect_us", "tls_us", "peer")
+CSV_FIELDS = (
+    "time", "seq", "status", "bytes", "rtt_us", "resolve_us", "connect_us", "tls_us", "peer",
+    "idle_s",
+)  # fmt: skip
 
 
 class PingFailed(AioechoError):
@@ -48,6 +53,7 @@ async def _ping(config: PingConfig, out: TextIO) -> PingSummary:
     where = config.target.where
     summary = PingSummary()
     show = _printer(config, out)
+    started_at, started = time.time(), time.perf_counter()
     if config.output == "text":
         each = f"a new connection each, every {config.interval:g}s"
         how = each if config.new_connection else f"every {config.interval:g}s"
@@ -73,7 +79,8 @@ async def _ping(config: PingConfig, out: TextIO) -> PingSummary:
         probing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await probing
-    _print_summary(config, summary, out, where)
+    summary.seconds = time.perf_counter() - started
+    _print_summary(config, summary, out, where, started_at)
     failure = summary.failure(config.max_loss)
     if failure is not None:
         raise PingFailed(failure)
@@ -82,22 +89,47 @@ async def _ping(config: PingConfig, out: TextIO) -> PingSummary:
 
 def _printer(config: PingConfig, out: TextIO) -> Callable[[ProbeResult], None]:
     if config.output == "json":
-        return lambda result: _say(out, json.dumps(result.to_dict()))
+        return lambda result: _say(out, json.dumps(_stamped(result)))
     if config.output == "csv":
         writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
 
         def row(result: ProbeResult) -> None:
-            writer.writerow(result.to_dict())
+            writer.writerow(_stamped(result))
             out.flush()
 
         return row
+    if config.quiet:  # as ping -q: the summary only
+        return lambda result: None
     return lambda result: _say(out, result.line())
 
 
-def _print_summary(config: PingConfig, summary: PingSummary, out: TextIO, where: str) -> None:
+def _stamped(result: ProbeResult) -> dict[str, object]:
+    """The result's fields, with the time it was printed (Unix seconds) first."""
+    return {"time": round(time.time(), 6), **result.to_dict()}
+
+
+def _print_summary(
+    config: PingConfig, summary: PingSummary, out: TextIO, where: str, started_at: float
+) -> None:
     if config.output == "json":
-        _say(out, json.dumps(summary.to_dict()))
+        target = config.target
+        run = {
+            "version": __version__,
+            "command": sys.argv[1:],
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_at)),
+            "time": round(time.time(), 6),
+            "target": target.unix if target.unix is not None else target.host,
+            "port": None if target.unix is not None else target.port,
+            "transport": "udp" if target.udp else "unix" if target.unix else "tcp",
+            "tls": target.tls,
+            "count": config.count,
+            "interval_s": config.interval,
+            "size": config.size,
+            "timeout_s": target.timeout,
+            "new_connection": config.new_connection,
+        }
+        _say(out, json.dumps({**summary.to_dict(), **run}))
         return
     lines = summary.lines(where)
     if config.output == "csv":  # the rows stay machine-readable; the summary goes aside
