@@ -385,13 +385,13 @@ def wait_listening(port: int) -> None:
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["--size", "8"], "--size must be 16 to 16MiB bytes"),
-        (["--udp", "--size", "65508"], "--size must be 16 to 65507 bytes"),
+        (["--size", "8"], "--size must be 16 bytes to 16MiB"),
+        (["--udp", "--size", "65508"], "--size must be 16 bytes to 65507 bytes"),
+        (["--udp", "--host", "::1", "--size", "65528"], "--size must be 16 bytes to 65527 bytes"),
         (
             ["--udp", "--new-connection"],
             "--new-connection does not go with --udp (UDP has no connection)",
         ),
-        (["--interval", "0"], "--interval must be 0.001 to 3600 seconds"),
         (
             ["--size", "16MiB", "--interval", "0.01"],
             "--size x (--timeout / --interval) is 3355443200 bytes of probes in flight: "
@@ -403,6 +403,49 @@ def test_usage_errors(args: list[str], line: str) -> None:
     result = run_cli("ping", *args)
     assert result.returncode == 2
     assert result.stderr.decode().splitlines() == [f"aioecho: error: {line}"]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1e-9", "4000", "abc"])
+def test_every_interval_out_of_range_gets_the_same_message(value: str) -> None:
+    # -i 0 and -i -1 had different messages (issue 21 #13)
+    result = run_cli("ping", "-i", value)
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines()[-1] == (
+        f"aioecho ping: error: argument -i/--interval: invalid interval '{value}': must be "
+        "0.001 to 3600 seconds (see aioecho ping --help)"
+    )
+
+
+def test_udp_late_answers_are_waited_for_and_named_and_ctrl_c_counts_what_was_in_flight() -> None:
+    # seq 5 was "lost" while 1-4 were late: the run did not wait for the last answer; probes in
+    # flight at Ctrl-C were left out of `sent` (issue 21 #11)
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0", "--udp", "--delay", "50ms") as s:
+        s.start()
+        result = ping("--udp", "--port", str(s.port), "-c", "5", "-i", "0.1", "--timeout", "0.03")
+        out = result.stdout.decode().splitlines()
+        assert [line.split(": ")[1].split()[0] for line in out if " late " in line] == [
+            f"seq={n}" for n in range(1, 6)
+        ], out
+        assert re.match(r"late: seq=1 5\d\.\d{3} ms, seq=2 ", out[-1]), out
+        # Ctrl-C while 3 probes wait for a 50 ms answer each: counted as sent, unanswered
+        proc = subprocess.Popen(
+            aioecho_command(
+                "ping", "--udp", "--host", "127.0.0.1", "--port", str(s.port), "-i", "0.01",
+                "--timeout", "1", "--json",
+            ),
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        while json.loads(proc.stdout.readline())["seq"] < 3:
+            pass
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=WAIT)
+    lines = [json.loads(line) for line in rest.decode().splitlines()]
+    summary = lines[-1]
+    unanswered = [line for line in lines if line.get("status") == "unanswered"]
+    assert unanswered, lines
+    assert summary["sent"] == summary["received"] + summary["lost"], summary
+    assert summary["lost"] >= len(unanswered)
 
 
 def test_the_text_summary_agrees_with_the_probe_lines() -> None:

@@ -24,6 +24,7 @@ from .config import (
     DEFAULT_HOST,
     DEFAULT_MAX_BUFFER,
     DEFAULT_PORT,
+    MIN_PING_INTERVAL,
     BenchConfig,
     CheckConfig,
     ClientConfig,
@@ -205,6 +206,19 @@ examples:
   aioecho client --udp one datagram each  # three datagrams, each checked
 exit status: 0 the echo came back identical, 1 it did not (or no connection), 2 usage.
 """
+
+
+def _ping_interval(text: str) -> float:
+    """ping -i: one message for every value out of range, 0 and -1 alike."""
+    try:
+        value = float("nan") if text.strip().startswith("-") else parse_seconds(text)
+    except ConfigError:
+        value = float("nan")  # not a duration at all: said below with the range
+    if not MIN_PING_INTERVAL <= value <= 3600:
+        raise ConfigError(
+            f"invalid interval {text!r}: must be {MIN_PING_INTERVAL:g} to 3600 seconds"
+        )
+    return value
 
 
 def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -810,7 +824,7 @@ def _ping_parser(commands: Any) -> None:
     ping.add_argument(
         "-i",
         "--interval",
-        type=_checked(parse_seconds),
+        type=_checked(_ping_interval),
         default=_PING.interval,
         metavar="SECONDS",
         help="time between probes, kept whatever the answers do (default %(default)g)",

@@ -516,6 +516,7 @@ MAX_PING_COUNT: Final = 1_000_000_000
 MIN_PING_INTERVAL: Final = 0.001  # seconds
 MAX_PING_SIZE: Final = 16 * 1024**2  # stream; UDP: MAX_UDP_PAYLOAD
 MAX_UDP_PAYLOAD: Final = 65507  # 65535 less the IPv4 and UDP headers
+MAX_UDP6_PAYLOAD: Final = 65527  # IPv6: 65535 less the UDP header (the IP header is apart)
 PING_HEADER: Final = 16  # a probe's sequence number and send time
 MAX_PING_IN_FLIGHT: Final = 256 * 1024**2  # bytes of probes awaiting their answer, at most
 
@@ -540,10 +541,12 @@ class PingConfig:
             raise ConfigError(f"--count must be 0 (until interrupted) to {MAX_PING_COUNT}")
         if not MIN_PING_INTERVAL <= self.interval <= 3600:
             raise ConfigError(f"--interval must be {MIN_PING_INTERVAL:g} to 3600 seconds")
-        most = MAX_UDP_PAYLOAD if self.target.udp else MAX_PING_SIZE
+        most = MAX_PING_SIZE
+        if self.target.udp:  # an IPv6 header has no options to leave room for: 20 bytes more
+            most = MAX_UDP6_PAYLOAD if ":" in self.target.host else MAX_UDP_PAYLOAD
         if not PING_HEADER <= self.size <= most:
-            shown = str(most) if self.target.udp else format_size(most)
-            raise ConfigError(f"--size must be {PING_HEADER} to {shown} bytes")
+            shown = f"{most} bytes" if self.target.udp else format_size(most)
+            raise ConfigError(f"--size must be {PING_HEADER} bytes to {shown}")
         in_flight = self.size * max(1.0, self.target.timeout / self.interval)
         if in_flight > MAX_PING_IN_FLIGHT:
             raise ConfigError(

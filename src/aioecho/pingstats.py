@@ -27,13 +27,15 @@ __all__ = [
 # A probe ends as exactly one of these:
 ANSWERED: Final = ("ok", "reordered")  # the right bytes, in time (reordered: after a later one)
 WRONG: Final = ("mismatch", "corrupted")  # bytes came back, not the ones sent
-LOST: Final = ("timeout", "refused", "reset", "closed", "error")  # nothing usable came back
+# nothing usable came back; "unanswered": still in flight when the run was stopped (Ctrl-C)
+LOST: Final = ("timeout", "refused", "reset", "closed", "error", "unanswered")
 # ... and these are extra answers, which end no probe: "duplicate" (a second copy), "late" (the
 # answer to a probe that had timed out), "corrupted" with extra=True (a datagram whose sequence
 # number matches no probe).
 # Connection events are extra results too (seq 0): how the peer ended the connection, "closed"
 # (FIN) or "reset", with idle_s when no probe was in flight; and "reconnected", with connect_us.
 EVENTS: Final = ("closed", "reset", "reconnected")
+LATE_SHOWN: Final = 10  # late answers the summary names, with their RTT
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ class PingSummary:
         self.reordered = 0
         self.corrupted = 0  # datagrams: wrong bytes, whether or not they ended a probe
         self.late = 0
+        self.late_answers: list[tuple[int, float]] = []  # (seq, rtt_us), the first LATE_SHOWN
         self.closes = 0  # connection events: the peer closed (FIN) or reset the connection
         self.resets = 0
         self.reconnects = 0
@@ -159,6 +162,8 @@ class PingSummary:
             elif status == "late":
                 self.late += 1
                 self.lost -= 1  # it was counted lost when it timed out
+                if len(self.late_answers) < LATE_SHOWN:
+                    self.late_answers.append((result.seq, result.rtt_us or 0.0))
             return
         self.sent += 1
         for name, us in (
@@ -256,6 +261,10 @@ class PingSummary:
             f"{self.duplicates} duplicates, {self.reordered} reordered, "
             f"{self.wrong_answers} wrong, {self.late} late, time {self.seconds * 1000:.0f}ms",
         ]
+        if self.late:
+            shown = ", ".join(f"seq={seq} {_ms(rtt)} ms" for seq, rtt in self.late_answers)
+            more = self.late - len(self.late_answers)
+            lines.append(f"late: {shown}" + (f" and {more} more" if more else ""))
         if self.closes or self.resets or self.reconnects:
             lines.append(
                 f"connection: {self.closes} closed by the peer, {self.resets} reset, "

@@ -23,7 +23,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final, cast
 
 from .addresses import format_address
@@ -56,11 +56,14 @@ async def ping(
     interval: float = 1.0,
     size: int = 64,
     new_connection: bool = False,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[ProbeResult]:
     """Probe target; yield each probe's result as it ends, and each extra answer (duplicates,
-    late ones). count=0 probes until the consumer stops iterating. A probe waits target.timeout
-    seconds for its answer. Raises ResolveError or ConnectError only when UDP cannot start (a
-    stream probe that cannot connect is a result: refused, timeout, error)."""
+    late ones). count=0 probes until the consumer stops iterating, or until stop is set: then
+    no probe more is sent, the probes in flight end at once as 'unanswered', and the iteration
+    ends. A probe waits target.timeout seconds for its answer; a UDP run that lost some waits
+    one timeout more for late answers. Raises ResolveError or ConnectError only when UDP
+    cannot start (a stream probe that cannot connect is a result: refused, timeout, error)."""
     if size < HEADER:
         raise ValueError(f"size must be at least {HEADER} bytes")
     results: asyncio.Queue[ProbeResult | None] = asyncio.Queue()
@@ -69,7 +72,7 @@ async def ping(
         prober = _UdpProber(target, size, results.put_nowait)
     else:
         prober = _StreamProber(target, size, results.put_nowait, new_connection)
-    task = asyncio.ensure_future(prober.run(count, interval))
+    task = asyncio.ensure_future(prober.run(count, interval, stop or asyncio.Event()))
     task.add_done_callback(lambda _: results.put_nowait(None))
     try:
         while (result := await results.get()) is not None:
@@ -81,17 +84,34 @@ async def ping(
             await task
 
 
-async def _timetable(count: int, interval: float) -> AsyncIterator[int]:
-    """Sequence numbers from 1, each at its time: start + (seq - 1) x interval."""
+async def _timetable(count: int, interval: float, stop: asyncio.Event) -> AsyncIterator[int]:
+    """Sequence numbers from 1, each at its time: start + (seq - 1) x interval; none once stop
+    is set."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     seq = 1
-    while not count or seq <= count:
+    while (not count or seq <= count) and not stop.is_set():
         delay = start + (seq - 1) * interval - loop.time()
         if delay > 0:
-            await asyncio.sleep(delay)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return
         yield seq
         seq += 1
+
+
+async def _until(stop: asyncio.Event, waiting: Awaitable[Any]) -> None:
+    """Wait for waiting, or until stop is set (waiting is then cancelled)."""
+    task = asyncio.ensure_future(waiting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, stopped):
+            pending.cancel()
+        if task.done() and not task.cancelled():
+            task.exception()  # a wait_for's timeout: retrieved, so never logged
 
 
 def _failure(err: BaseException, host: str) -> tuple[str, str | None]:
@@ -189,6 +209,11 @@ class _EchoProbes(asyncio.Protocol):
             self.transport.abort()
         self._check_idle()
 
+    def unanswered(self) -> None:
+        """Stopped: the probes in flight end as 'unanswered' (no event: ours to end)."""
+        self.broken = True
+        self._break("unanswered")
+
     def close(self) -> None:
         """Ours to end: no event, no more probes."""
         self.broken = True
@@ -213,24 +238,26 @@ class _StreamProber:
         self.new_connection = new_connection
         self.context = client_context(target.cafile, target.insecure) if target.tls else None
 
-    async def run(self, count: int, interval: float) -> None:
+    async def run(self, count: int, interval: float, stop: asyncio.Event) -> None:
         if self.new_connection:
-            probes: set[asyncio.Future[None]] = set()
+            probes: dict[asyncio.Future[None], int] = {}  # in flight: their seq
             try:
-                async for seq in _timetable(count, interval):
+                async for seq in _timetable(count, interval, stop):
                     probe = asyncio.ensure_future(self._probe_alone(seq))
-                    probes.add(probe)
-                    probe.add_done_callback(probes.discard)
+                    probes[probe] = seq
+                    probe.add_done_callback(lambda done: probes.pop(done, None))
                 if probes:
-                    await asyncio.gather(*probes)
+                    await _until(stop, asyncio.gather(*probes))
+                for seq in sorted(probes.values()):  # stopped: in flight, never answered
+                    self.emit(ProbeResult(seq, "unanswered", self.size))
             finally:
-                for pending in probes:
+                for pending in list(probes):
                     pending.cancel()
             return
         conn: _EchoProbes | None = None
         opened = False  # a connection was open before: opening another is a reconnect
         try:
-            async for seq in _timetable(count, interval):
+            async for seq in _timetable(count, interval, stop):
                 if conn is None or conn.broken:
                     conn = None
                     try:
@@ -249,7 +276,9 @@ class _StreamProber:
                     opened = True
                 conn.send(seq)
             if conn is not None:
-                await conn.drain()
+                await _until(stop, conn.drain())
+                if conn.inflight:  # stopped: in flight, never answered
+                    conn.unanswered()
         finally:
             if conn is not None:
                 conn.close()
@@ -345,8 +374,9 @@ class _UdpProber(asyncio.DatagramProtocol):
         self.highest = 0  # the highest sequence number answered so far
         self.peer = ""
         self.settled: asyncio.Future[None] | None = None
+        self.stragglers: asyncio.Future[None] | None = None  # resolved when none is owed
 
-    async def run(self, count: int, interval: float) -> None:
+    async def run(self, count: int, interval: float, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         where = self.target.where
         try:
@@ -359,7 +389,7 @@ class _UdpProber(asyncio.DatagramProtocol):
             raise ConnectError(where, describe_os_error(err)) from None
         self.peer = format_address(transport.get_extra_info("peername"), udp=True)
         try:
-            async for seq in _timetable(count, interval):
+            async for seq in _timetable(count, interval, stop):
                 sent = _perf_ns()
                 data = payload(seq, self.size, sent)
                 self.sent[seq] = (sent, data)
@@ -372,7 +402,13 @@ class _UdpProber(asyncio.DatagramProtocol):
                     self._end(seq, "error", describe_os_error(err))
             if self.pending:
                 self.settled = loop.create_future()
-                await self.settled
+                await _until(stop, self.settled)
+            for seq in sorted(self.pending):  # stopped: in flight, never answered
+                self._end(seq, "unanswered")
+            if self.timed_out and not stop.is_set():
+                # one timeout more for late answers: the last probes' are the likeliest
+                self.stragglers = loop.create_future()
+                await _until(stop, asyncio.wait_for(self.stragglers, self.target.timeout))
         finally:
             for timer in self.pending.values():
                 timer.cancel()
@@ -398,6 +434,8 @@ class _UdpProber(asyncio.DatagramProtocol):
         elif seq in self.timed_out:
             self.timed_out.discard(seq)
             self.emit(ProbeResult(seq, "late", self.size, rtt_us=rtt, peer=self.peer, extra=True))
+            if not self.timed_out and self.stragglers is not None and not self.stragglers.done():
+                self.stragglers.set_result(None)
         else:
             self.emit(
                 ProbeResult(seq, "duplicate", self.size, rtt_us=rtt, peer=self.peer, extra=True)

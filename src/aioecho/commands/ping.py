@@ -31,6 +31,9 @@ CSV_FIELDS = (
 )  # fmt: skip
 
 
+STOP_GRACE = 2.0  # seconds the probes get to end as unanswered after Ctrl-C
+
+
 class PingFailed(AioechoError):
     """Too many probes lost, a wrong answer, or no answer at all."""
 
@@ -66,6 +69,7 @@ async def _ping(config: PingConfig, out: TextIO) -> PingSummary:
             interval=config.interval,
             size=config.size,
             new_connection=config.new_connection,
+            stop=stop,
         ):
             summary.add(result)
             show(result)
@@ -74,6 +78,8 @@ async def _ping(config: PingConfig, out: TextIO) -> PingSummary:
     stopping = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait((probing, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if not probing.done():  # stopped: the probes in flight end as unanswered, at once
+            await asyncio.wait((probing,), timeout=STOP_GRACE)
     finally:
         stopping.cancel()
         probing.cancel()
