@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -486,3 +487,27 @@ def test_unresolvable_names_and_unwritable_reports_are_one_line_at_once(tmp_path
         refused = run_cli("check", "--port", "1", option, path)
         assert refused.returncode == 2
         assert refused.stderr.decode().splitlines() == [f"aioecho: error: {option} {path}: {why}"]
+
+
+@pytest.mark.timeout(120)
+def test_a_slow_but_right_path_ends_within_the_budget_with_figures(tmp_path: Path) -> None:
+    # --slice 1 --slice-delay 5ms: bare "did not finish within 174s" and a 20-minute run
+    # (issue 21 #7)
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "-q", "--slice", "1",
+                       "--slice-delay", "5ms") as server:  # fmt: skip
+        server.start()
+        status, report, out = check(
+            tmp_path, "--host", "127.0.0.1", "--port", str(server.port), "--budget", "20",
+            "--idle", "1", "--timeout", "3", timeout=100,
+        )  # fmt: skip
+    assert report["seconds"] <= 20 + 1 + 5, report["seconds"]  # the budget, the idle wait
+    cut = [case for case in report["cases"] if case.get("cut")]
+    assert cut, report
+    for case in cut:
+        assert case["verdict"] == "NON-STRICT", case
+        assert case["echoed_bytes"] > 0 and case["rate_bps"] > 0, case
+        assert re.fullmatch(r"cut at \d+s: .+ echoed of .+ sent \(.+/s\), right so far",
+                            case["detail"]), case  # fmt: skip
+    assert "FAILED" not in {case["verdict"] for case in report["cases"]}, report
+    assert status == 0
+    assert "(cut at the time they had: " in out

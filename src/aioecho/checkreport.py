@@ -122,7 +122,9 @@ class Report:
 
     def summary_line(self) -> str:
         parts = ", ".join(f"{n} {verdict}" for verdict, n in self.counts().items() if n)
-        return f"{parts} in {self.seconds:.1f}s"
+        cut = [r.name for r in self.results if r.figures.get("cut")]
+        said = f" (cut at the time they had: {', '.join(cut)})" if cut else ""
+        return f"{parts} in {self.seconds:.1f}s{said}"
 
     def to_json(self) -> str:
         document = {

@@ -936,6 +936,14 @@ def _check_parser(commands: Any) -> None:
         metavar="BYTES",
         help="unread bytes a server may take before backpressure FAILED (default %(default)s)",
     )
+    check.add_argument(
+        "--budget",
+        type=_checked(parse_seconds),
+        default=_CHECK.budget,
+        metavar="SECONDS",
+        help="time the whole run may take besides the idle waits; a case that runs out is cut "
+        "and says how far it got (default %(default)g)",
+    )
 
 
 def check_config(args: argparse.Namespace) -> CheckConfig:
@@ -952,6 +960,7 @@ def check_config(args: argparse.Namespace) -> CheckConfig:
         backpressure_cap=args.backpressure_cap,
         json_path=args.json,
         junit_path=args.junit,
+        budget=args.budget,
     )
 
 

@@ -584,6 +584,7 @@ class ProxyConfig:
 MAX_CHECK_LARGE: Final = 4 * 1024**3  # bytes of the `large` case
 MAX_CHECK_CAP: Final = 16 * 1024**3  # bytes the `backpressure` case may push unread
 MAX_CHECK_IDLE: Final = 24 * 3600.0  # seconds: `idle` and --idle-probe
+MIN_CHECK_BUDGET: Final = 10.0  # seconds
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -599,8 +600,15 @@ class CheckConfig:
     backpressure_cap: int = 256 * 1024**2  # unread bytes a server may take before FAILED
     json_path: str | None = None  # '-': standard output
     junit_path: str | None = None
+    # seconds the whole run may take, besides the idle waits asked for (--idle, --idle-probe);
+    # a case that runs out of it is cut, with what it did so far
+    budget: float = 120.0
 
     def __post_init__(self) -> None:
+        if not MIN_CHECK_BUDGET <= self.budget <= MAX_CHECK_IDLE:
+            raise ConfigError(
+                f"--budget must be {MIN_CHECK_BUDGET:g} to {MAX_CHECK_IDLE:g} seconds"
+            )
         if self.udp and (self.target.tls or self.target.unix is not None):
             raise ConfigError("--udp does not go with --tls or --unix")
         if not 0 < self.idle <= MAX_CHECK_IDLE:

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from ..addresses import host_port
 from ..checkreport import CaseResult, Report, Verdict, plural, table_line
-from ..checks import run_case
+from ..checks import idle_wait, run_case
 from ..config import CheckConfig
 from ..errors import AioechoError, ConfigError, Interrupted, ResolveError, describe_os_error
 from ..logs import LoopErrorLog
@@ -23,6 +23,9 @@ from ..tls import warn_if_insecure
 from . import writing_stdout
 
 __all__ = ["CheckFailed", "describe", "run_check"]
+
+
+MIN_SHARE = 5.0  # seconds of the budget kept for each case still to run (less if it is short)
 
 
 class CheckFailed(AioechoError):
@@ -63,11 +66,17 @@ async def run_check(config: CheckConfig) -> Report:
         loop.add_signal_handler(signum, _stop, stopped, signum)
     with writing_stdout():
         _say(table, f"CHECK {report.target}: {plural(len(config.cases), 'case')}")
-        for name in config.cases:
+        deadline = time.perf_counter() + config.budget
+        floor = min(MIN_SHARE, config.budget / max(1, len(config.cases)))
+        for index, name in enumerate(config.cases):
+            deadline += idle_wait(name, config)  # asked for: not from the budget
+            # what is left of the budget, less a floor's worth for each case still to come
+            left = deadline - time.perf_counter()
+            share = max(floor, left - floor * (len(config.cases) - index - 1))
             if stopped.done():
                 result = CaseResult(name, Verdict.SKIPPED, "interrupted")
             else:
-                running = asyncio.ensure_future(run_case(name, config))
+                running = asyncio.ensure_future(run_case(name, config, share))
                 await asyncio.wait((running, stopped), return_when=asyncio.FIRST_COMPLETED)
                 if running.done():
                     result = running.result()
