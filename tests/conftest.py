@@ -40,6 +40,12 @@ _PR_SET_CHILD_SUBREAPER = 36
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     import ctypes
+    import signal
+
+    # Started as a background job of a script (`make test &`), the suite inherits SIGINT
+    # ignored, and so would every process it starts: a test's Ctrl-C would reach nobody. A
+    # Python handler here makes the children start with the default disposition again.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     with contextlib.suppress(OSError, AttributeError):  # not Linux: direct children only
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)

@@ -25,6 +25,7 @@ from . import writing_stdout
 __all__ = ["CheckFailed", "describe", "run_check"]
 
 
+STOP_GRACE = 2.0  # seconds an interrupted case gets to end
 MIN_SHARE = 5.0  # seconds of the budget kept for each case still to run (less if it is short)
 
 
@@ -81,8 +82,8 @@ async def run_check(config: CheckConfig) -> Report:
                 if running.done():
                     result = running.result()
                 else:
-                    running.cancel()
-                    await asyncio.gather(running, return_exceptions=True)
+                    running.cancel()  # (asyncio.wait_for can lose it: not waited for long)
+                    await asyncio.wait((running,), timeout=STOP_GRACE)
                     result = CaseResult(name, Verdict.SKIPPED, "interrupted")
             report.results.append(result)
             _say(table, table_line(result))
