@@ -450,22 +450,22 @@ def test_an_interrupted_check_leaves_valid_reports(tmp_path: Path, sig: int, sta
         proc = subprocess.Popen(
             aioecho_command(
                 "check", "--host", "127.0.0.1", "--port", str(server.port), "--only", "basic",
-                "--only", "idle", "--only", "binary", "--idle", "60", "--json", str(json_path),
-                "--junit", str(junit_path),
+                "--only", "idle", "--only", "idle-probe", "--idle", "60", "--idle-probe", "5",
+                "--json", str(json_path), "--junit", str(junit_path),
             ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )  # fmt: skip
         assert proc.stdout is not None
-        while not proc.stdout.readline().startswith("basic"):  # basic has ended: idle runs
+        while not proc.stdout.readline().startswith("basic"):  # basic has ended: then idle
             pass
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == status, err
     assert err.splitlines()[-1] == "aioecho: interrupted"
     report = json.loads(json_path.read_text())
-    assert verdicts(report) == {"basic": "OK", "idle": "SKIPPED", "binary": "SKIPPED"}
+    assert verdicts(report) == {"basic": "OK", "idle": "SKIPPED", "idle-probe": "SKIPPED"}
     assert detail(report, "idle") == "interrupted"
     suite = ET.parse(junit_path).getroot()
     assert suite.get("skipped") == "2", ET.tostring(suite)
@@ -511,3 +511,49 @@ def test_a_slow_but_right_path_ends_within_the_budget_with_figures(tmp_path: Pat
     assert "FAILED" not in {case["verdict"] for case in report["cases"]}, report
     assert status == 0
     assert "(cut at the time they had: " in out
+
+
+@pytest.mark.timeout(60)
+def test_the_json_report_says_what_a_ticket_needs(tmp_path: Path) -> None:
+    # version, command line, start time, the target as given, the addresses it resolved to,
+    # and per case the addresses it used (issue 21 #14)
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "-q") as server:
+        server.start()
+        _, report, _ = check(
+            tmp_path, "--host", "127.0.0.1", "--port", str(server.port), "--only", "basic",
+            "--all-addresses", "-4",
+        )  # fmt: skip
+    assert report["version"] and report["command"][0] == "check"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", report["started"])
+    assert (report["host"], report["port"], report["addresses"], report["family"]) == (
+        "127.0.0.1", server.port, ["127.0.0.1"], "IPv4"
+    )  # fmt: skip
+    (basic,) = report["cases"]
+    assert basic["address"] == "127.0.0.1"
+    assert basic["remote"] == f"127.0.0.1 port {server.port}"
+    assert re.fullmatch(r"127\.0\.0\.1 port \d+", basic["local"])
+
+
+@pytest.mark.timeout(60)
+def test_minus_6_reaches_the_ipv6_address_and_refuses_an_ipv4_one(tmp_path: Path) -> None:
+    with ServerProcess("--host", "::1", "--port", "0", "-q") as server:
+        server.start()
+        _, report, _ = check(
+            tmp_path, "--host", "::1", "--port", str(server.port), "--only", "basic", "-6"
+        )
+    assert report["cases"][0]["remote"] == f"::1 port {server.port}"
+    refused = run_cli("check", "--host", "127.0.0.1", "-6", "--only", "basic")
+    assert refused.returncode == 1
+    assert refused.stderr.decode().startswith("aioecho: error: cannot resolve host '127.0.0.1'")
+
+
+def test_a_verdict_that_depends_on_the_address_is_said() -> None:
+    from aioecho.checkreport import CaseResult, Report, Verdict
+
+    report = Report("dual.example port 7 (TCP)")
+    for address, verdict in (("192.0.2.1", Verdict.OK), ("2001:db8::1", Verdict.FAILED)):
+        report.results.append(CaseResult("half-close", verdict, "", figures={"address": address}))
+        report.results.append(CaseResult("basic", Verdict.OK, "", figures={"address": address}))
+    assert report.differences() == [
+        "half-close differs by address: 192.0.2.1 OK, 2001:db8::1 FAILED"
+    ]

@@ -112,6 +112,7 @@ class Report:
     target: str  # '127.0.0.1 port 10000 (TLS)'
     results: list[CaseResult] = field(default_factory=list)
     seconds: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)  # version, command, start, addresses
 
     def counts(self) -> dict[str, int]:
         return {v.value: sum(r.verdict is v for r in self.results) for v in Verdict}
@@ -126,8 +127,22 @@ class Report:
         said = f" (cut at the time they had: {', '.join(cut)})" if cut else ""
         return f"{parts} in {self.seconds:.1f}s{said}"
 
+    def differences(self) -> list[str]:
+        """With --all-addresses: a line per case whose verdict depends on the address."""
+        by_case: dict[str, dict[str, str]] = {}
+        for r in self.results:
+            if "address" in r.figures:
+                by_case.setdefault(r.name, {})[str(r.figures["address"])] = r.verdict.value
+        return [
+            f"{name} differs by address: "
+            + ", ".join(f"{address} {verdict}" for address, verdict in verdicts.items())
+            for name, verdicts in by_case.items()
+            if len(set(verdicts.values())) > 1
+        ]
+
     def to_json(self) -> str:
         document = {
+            **self.meta,
             "target": self.target,
             "seconds": round(self.seconds, 3),
             "counts": self.counts(),

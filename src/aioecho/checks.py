@@ -263,12 +263,12 @@ class _SalvagingProtocol(asyncio.StreamReaderProtocol):
 
 
 async def _open_salvaging(
-    host: str, port: int
+    host: str, port: int, family: int
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=4 * CHUNK, loop=loop)
     transport, protocol = await loop.create_connection(
-        lambda: _SalvagingProtocol(reader), host, port
+        lambda: _SalvagingProtocol(reader), host, port, family=family
     )
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
@@ -285,6 +285,15 @@ class _Target:
         self.udp_tries = 8  # tries of a UDP datagram before it counts as lost (udp-idle-probe)
         self.peers: list[_Peer] = []  # every connection opened, for a cut case's figures
         self.deadline = math.inf  # loop time at which the case is cut (run_case)
+        # the address connected to (one of the host's, with --all-addresses) and the family
+        self.connect_host = config.address or config.target.host
+        self.family = FAMILIES[config.family]
+        self.addresses: dict[str, str] | None = None  # the first connection's local and remote
+
+    def saw(self, local: Any, remote: Any) -> None:
+        """Note the addresses of the case's first connection or flow, for its figures."""
+        if self.addresses is None and isinstance(remote, tuple):
+            self.addresses = {"local": _address(local), "remote": _address(remote)}
 
     async def open(self) -> _Peer:
         t = self.client
@@ -295,9 +304,12 @@ class _Target:
                 t.unix, ssl=self.context, server_hostname=hostname, limit=4 * CHUNK
             )
         elif self.context is None:
-            opening = _open_salvaging(t.host, t.port)
+            opening = _open_salvaging(self.connect_host, t.port, self.family)
         else:
-            opening = asyncio.open_connection(t.host, t.port, ssl=self.context, limit=4 * CHUNK)
+            opening = asyncio.open_connection(
+                self.connect_host, t.port, ssl=self.context, limit=4 * CHUNK,
+                family=self.family, server_hostname=t.host,
+            )  # fmt: skip
         try:
             reader, writer = await asyncio.wait_for(opening, self.timeout)
         except asyncio.TimeoutError:
@@ -315,6 +327,7 @@ class _Target:
                 str(ConnectError(t.where, reason)), kind=f"connect: {reason}"
             ) from None
         peer = _Peer(reader, writer, self.timeout, self.deadline)
+        self.saw(writer.get_extra_info("sockname"), writer.get_extra_info("peername"))
         self.peers.append(peer)
         return peer
 
@@ -327,7 +340,17 @@ class _Target:
             peer.transport.abort()
 
     def udp_address(self) -> tuple[str, int]:
-        return self.client.host, self.client.port
+        return self.connect_host, self.client.port
+
+
+FAMILIES: Final = {0: socket.AF_UNSPEC, 4: socket.AF_INET, 6: socket.AF_INET6}
+
+
+def _address(sockaddr: Any) -> str:
+    """'127.0.0.1 port 5000', '::1 port 5000' (a socket's name or peer, for the report)."""
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        return f"{sockaddr[0]} port {sockaddr[1]}"
+    return str(sockaddr)
 
 
 Case = Callable[[_Target], Awaitable[CaseResult]]
@@ -357,6 +380,8 @@ async def run_case(name: str, config: CheckConfig, budget: float | None = None) 
         result = CaseResult(name, Verdict.FAILED, f"unexpected: {type(err).__name__}: {err}")
     result.name = name
     result.seconds = time.perf_counter() - started
+    if target.addresses is not None:
+        result.figures = {**target.addresses, **result.figures}
     return result
 
 
@@ -926,12 +951,13 @@ async def _flow(target: _Target) -> AsyncIterator[_Flow]:
     host, port = target.udp_address()
     try:
         transport, protocol = await loop.create_datagram_endpoint(
-            _Datagrams, remote_addr=(host, port)
+            _Datagrams, remote_addr=(host, port), family=target.family
         )
     except socket.gaierror as err:
         raise CaseFailed(str(ResolveError(host, err))) from None
     except OSError as err:
         raise CaseFailed(f"cannot open a UDP socket to {host}: {describe_os_error(err)}") from None
+    target.saw(transport.get_extra_info("sockname"), transport.get_extra_info("peername"))
     try:
         yield _Flow(transport, protocol)
     finally:

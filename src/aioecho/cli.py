@@ -936,6 +936,17 @@ def _check_parser(commands: Any) -> None:
         metavar="BYTES",
         help="unread bytes a server may take before backpressure FAILED (default %(default)s)",
     )
+    family = check.add_mutually_exclusive_group()
+    family.add_argument("-4", dest="family", action="store_const", const=4, default=0,
+                        help="IPv4 addresses only")  # fmt: skip
+    family.add_argument("-6", dest="family", action="store_const", const=6,
+                        help="IPv6 addresses only")  # fmt: skip
+    check.add_argument(
+        "--all-addresses",
+        action="store_true",
+        help="run the cases against each address the host resolves to, side by side (a "
+        "dual-stack name whose IPv6 path differs)",
+    )
     check.add_argument(
         "--budget",
         type=_checked(parse_seconds),
@@ -961,6 +972,8 @@ def check_config(args: argparse.Namespace) -> CheckConfig:
         json_path=args.json,
         junit_path=args.junit,
         budget=args.budget,
+        family=args.family,
+        all_addresses=args.all_addresses,
     )
 
 

@@ -603,8 +603,15 @@ class CheckConfig:
     # seconds the whole run may take, besides the idle waits asked for (--idle, --idle-probe);
     # a case that runs out of it is cut, with what it did so far
     budget: float = 120.0
+    family: int = 0  # 4 or 6: only that address family (-4, -6); 0: either
+    address: str | None = None  # connect to this one of the host's addresses (--all-addresses)
+    all_addresses: bool = False  # run the cases against each address the host resolves to
 
     def __post_init__(self) -> None:
+        if self.family not in (0, 4, 6):
+            raise ConfigError("family must be 4, 6 or 0 (either)")
+        if (self.family or self.all_addresses) and self.target.unix is not None:
+            raise ConfigError("-4, -6 and --all-addresses are for a host, not --unix")
         if not MIN_CHECK_BUDGET <= self.budget <= MAX_CHECK_IDLE:
             raise ConfigError(
                 f"--budget must be {MIN_CHECK_BUDGET:g} to {MAX_CHECK_IDLE:g} seconds"

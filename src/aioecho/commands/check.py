@@ -5,6 +5,7 @@ when a case FAILED."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import socket
@@ -13,9 +14,10 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from .. import __version__
 from ..addresses import host_port
 from ..checkreport import CaseResult, Report, Verdict, plural, table_line
-from ..checks import idle_wait, run_case
+from ..checks import FAMILIES, idle_wait, run_case
 from ..config import CheckConfig
 from ..errors import AioechoError, ConfigError, Interrupted, ResolveError, describe_os_error
 from ..logs import LoopErrorLog
@@ -57,38 +59,27 @@ async def run_check(config: CheckConfig) -> Report:
         if path is not None and path != "-":
             _check_writable(option, path)  # before the run, not after it
     warn_if_insecure(config.target)
-    await _resolve(config)
+    addresses = await _resolve(config)
     # the table goes to stdout, unless a report does: then it goes aside, to stderr
     table: TextIO = sys.stderr if "-" in (config.json_path, config.junit_path) else sys.stdout
     report = Report(describe(config))
+    report.meta = _meta(config, addresses)
     started = time.perf_counter()
     stopped: asyncio.Future[int] = loop.create_future()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, _stop, stopped, signum)
+    runs = [(a, dataclasses.replace(config, address=a)) for a in addresses]
     with writing_stdout():
-        _say(table, f"CHECK {report.target}: {plural(len(config.cases), 'case')}")
-        deadline = time.perf_counter() + config.budget
-        floor = min(MIN_SHARE, config.budget / max(1, len(config.cases)))
-        for index, name in enumerate(config.cases):
-            deadline += idle_wait(name, config)  # asked for: not from the budget
-            # what is left of the budget, less a floor's worth for each case still to come
-            left = deadline - time.perf_counter()
-            share = max(floor, left - floor * (len(config.cases) - index - 1))
-            if stopped.done():
-                result = CaseResult(name, Verdict.SKIPPED, "interrupted")
-            else:
-                running = asyncio.ensure_future(run_case(name, config, share))
-                await asyncio.wait((running, stopped), return_when=asyncio.FIRST_COMPLETED)
-                if running.done():
-                    result = running.result()
-                else:
-                    running.cancel()  # (asyncio.wait_for can lose it: not waited for long)
-                    await asyncio.wait((running,), timeout=STOP_GRACE)
-                    result = CaseResult(name, Verdict.SKIPPED, "interrupted")
-            report.results.append(result)
-            _say(table, table_line(result))
+        count = len(config.cases) * (len(runs) if config.all_addresses else 1)
+        _say(table, f"CHECK {report.target}: {plural(count, 'case')}")
+        for address, one in runs if config.all_addresses else [(None, config)]:
+            if address is not None:
+                _say(table, f"at {address}:")
+            await _run_cases(one, address, report, table, stopped)
         report.seconds = time.perf_counter() - started
         _say(table, report.summary_line())
+        for line in report.differences():
+            _say(table, line)
         for path, text in (
             (config.json_path, report.to_json),
             (config.junit_path, report.to_junit),
@@ -105,25 +96,78 @@ async def run_check(config: CheckConfig) -> Report:
     return report
 
 
+async def _run_cases(
+    config: CheckConfig,
+    address: str | None,
+    report: Report,
+    table: TextIO,
+    stopped: asyncio.Future[int],
+) -> None:
+    """config's cases in turn, each with its share of the budget, into report."""
+    deadline = time.perf_counter() + config.budget
+    floor = min(MIN_SHARE, config.budget / max(1, len(config.cases)))
+    for index, name in enumerate(config.cases):
+        deadline += idle_wait(name, config)  # asked for: not from the budget
+        # what is left of the budget, less a floor's worth for each case still to come
+        left = deadline - time.perf_counter()
+        share = max(floor, left - floor * (len(config.cases) - index - 1))
+        if stopped.done():
+            result = CaseResult(name, Verdict.SKIPPED, "interrupted")
+        else:
+            running = asyncio.ensure_future(run_case(name, config, share))
+            await asyncio.wait((running, stopped), return_when=asyncio.FIRST_COMPLETED)
+            if running.done():
+                result = running.result()
+            else:
+                running.cancel()  # (asyncio.wait_for can lose it: not waited for long)
+                await asyncio.wait((running,), timeout=STOP_GRACE)
+                result = CaseResult(name, Verdict.SKIPPED, "interrupted")
+        if address is not None:
+            result.figures = {"address": address, **result.figures}
+        report.results.append(result)
+        _say(table, table_line(result))
+
+
+def _meta(config: CheckConfig, addresses: list[str]) -> dict[str, object]:
+    """What a ticket needs besides the verdicts: the tool, the command, when, and where."""
+    target = config.target
+    return {
+        "version": __version__,
+        "command": sys.argv[1:],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": target.unix if target.unix is not None else target.host,
+        "port": None if target.unix is not None else target.port,
+        "addresses": addresses,
+        "family": {0: "any", 4: "IPv4", 6: "IPv6"}[config.family],
+        "tls": target.tls,
+        "budget_s": config.budget,
+    }
+
+
 def _stop(stopped: asyncio.Future[int], signum: int) -> None:
     if not stopped.done():
         stopped.set_result(signum)
 
 
-async def _resolve(config: CheckConfig) -> None:
-    """A name that does not resolve is one line at once, not a FAILED per case (and a case
-    that waits its timeout out)."""
+async def _resolve(config: CheckConfig) -> list[str]:
+    """The host's addresses (of the family asked for), in the resolver's order. A name that
+    does not resolve is one line at once, not a FAILED per case (and a case that waits its
+    timeout out)."""
     target = config.target
     if target.unix is not None:
-        return
+        return []
     try:
-        await asyncio.wait_for(
-            asyncio.get_running_loop().getaddrinfo(target.host, target.port), target.timeout
+        infos = await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(
+                target.host, target.port, family=FAMILIES[config.family], type=socket.SOCK_STREAM
+            ),
+            target.timeout,
         )
     except socket.gaierror as err:
         raise ResolveError(target.host, err) from None
     except asyncio.TimeoutError:
         raise ResolveError(target.host, TimeoutError("timed out")) from None
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def _check_writable(option: str, path: str) -> None:
