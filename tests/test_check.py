@@ -557,3 +557,37 @@ def test_a_verdict_that_depends_on_the_address_is_said() -> None:
     assert report.differences() == [
         "half-close differs by address: 192.0.2.1 OK, 2001:db8::1 FAILED"
     ]
+
+
+@pytest.mark.timeout(120)
+def test_the_html_report_renders_in_chromium_with_its_figures(tmp_path: Path) -> None:
+    # one self-contained page with the verdicts, each figure and a chart, read as Chromium
+    # renders it (printed to PDF, its text extracted), not only as a string (issue 21 #15)
+    chromium, pdftotext = require_tool("chromium"), require_tool("pdftotext")
+    page = tmp_path / "report.html"
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "-q", "--udp", "--tcp") as server:
+        server.start()
+        status, report, _ = check(
+            tmp_path, "--host", "127.0.0.1", "--port", str(server.port), "--tcp", "--udp",
+            "--only", "basic", "--only", "large", "--only", "udp-sizes", "--large", "1MiB",
+            "--html", str(page),
+        )  # fmt: skip
+    assert status == 0
+    html_text = page.read_text()
+    assert "http://" not in html_text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in html_text and "<script" not in html_text  # nothing fetched
+    assert html_text.count("<svg") == 2  # large's rate, udp-sizes' sizes
+    pdf = tmp_path / "report.pdf"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
+         f"--print-to-pdf={pdf}", page.as_uri()],
+        capture_output=True, timeout=90, check=True,
+    )  # fmt: skip
+    rendered = subprocess.run(
+        [pdftotext, "-raw", str(pdf), "-"], capture_output=True, timeout=30, check=True
+    ).stdout.decode()
+    assert f"aioecho check: 127.0.0.1 port {server.port}" in rendered, rendered
+    for case in report["cases"]:
+        assert case["case"] in rendered and case["verdict"] in rendered, rendered
+        assert case["detail"][:40] in " ".join(rendered.split()), (case["detail"], rendered)
+    assert "3 OK" in rendered and "MiB/s" in rendered

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "aioecho"
 # the parts a unit test can take without a loop or a socket.
 PURE = {
     "config", "errors", "addresses", "ratelimit", "latency", "stats", "pingstats", "checkreport",
+    "checkhtml",
     "proxyheader",
 }  # fmt: skip
 FORBIDDEN = {"asyncio", "socket", "ssl", "selectors", "uvloop"}

@@ -910,6 +910,9 @@ def _check_parser(commands: Any) -> None:
     )
     check.add_argument("--junit", metavar="FILE", help="write a JUnit XML report (- for stdout)")
     check.add_argument(
+        "--html", metavar="FILE", help="write the report as one self-contained HTML page"
+    )
+    check.add_argument(
         "--idle-probe",
         type=_checked(parse_seconds),
         metavar="MAX_SECONDS",
@@ -971,6 +974,7 @@ def check_config(args: argparse.Namespace) -> CheckConfig:
         backpressure_cap=args.backpressure_cap,
         json_path=args.json,
         junit_path=args.junit,
+        html_path=args.html,
         budget=args.budget,
         family=args.family,
         all_addresses=args.all_addresses,

@@ -600,6 +600,7 @@ class CheckConfig:
     backpressure_cap: int = 256 * 1024**2  # unread bytes a server may take before FAILED
     json_path: str | None = None  # '-': standard output
     junit_path: str | None = None
+    html_path: str | None = None  # a self-contained HTML page
     # seconds the whole run may take, besides the idle waits asked for (--idle, --idle-probe);
     # a case that runs out of it is cut, with what it did so far
     budget: float = 120.0

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from .. import __version__
 from ..addresses import host_port
+from ..checkhtml import to_html
 from ..checkreport import CaseResult, Report, Verdict, plural, table_line
 from ..checks import FAMILIES, idle_wait, run_case
 from ..config import CheckConfig
@@ -55,7 +56,12 @@ async def run_check(config: CheckConfig) -> Report:
     reports are written all the same, then Interrupted."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrorLog())
-    for option, path in (("--json", config.json_path), ("--junit", config.junit_path)):
+    reports = (
+        ("--json", config.json_path),
+        ("--junit", config.junit_path),
+        ("--html", config.html_path),
+    )
+    for option, path in reports:
         if path is not None and path != "-":
             _check_writable(option, path)  # before the run, not after it
     warn_if_insecure(config.target)
@@ -83,6 +89,7 @@ async def run_check(config: CheckConfig) -> Report:
         for path, text in (
             (config.json_path, report.to_json),
             (config.junit_path, report.to_junit),
+            (config.html_path, lambda: to_html(report)),
         ):
             if path is not None:
                 _write(path, text())
