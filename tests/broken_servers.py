@@ -8,6 +8,8 @@ flip               flips one byte of every 4 MiB it echoes on a connection
 unbounded          never stops reading: echo the peer does not read piles up in memory
 close-after-first  echoes the first chunk it reads, then closes
 idle-reset         resets a connection that was idle for 3 seconds
+reset-500          echoes the first 500 bytes of each connection, then resets it (blocking
+                   sockets and a thread per connection: nothing of asyncio)
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import socket
 import struct
 import sys
+import threading
 from typing import cast
 
 FLIP_EVERY = 4 * 1024**2
@@ -140,6 +143,31 @@ KINDS: dict[str, type[Echo]] = {
 }
 
 
+RESET_AFTER = 500
+
+
+def reset_after(conn: socket.socket) -> None:
+    echoed = 0
+    # no Nagle: the last small echo must leave before the reset, not wait for an ACK
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with conn:
+        while echoed < RESET_AFTER:
+            data = conn.recv(RESET_AFTER - echoed)
+            if not data:
+                return
+            conn.sendall(data)
+            echoed += len(data)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def serve_reset_after() -> None:
+    with socket.create_server(("127.0.0.1", 0), backlog=128) as listener:
+        print(f"listening on port {listener.getsockname()[1]}", flush=True)
+        while True:
+            conn, _ = listener.accept()
+            threading.Thread(target=reset_after, args=(conn,), daemon=True).start()
+
+
 async def main(kind: str) -> None:
     server = await asyncio.get_running_loop().create_server(KINDS[kind], "127.0.0.1", 0)
     print(f"listening on port {server.sockets[0].getsockname()[1]}", flush=True)
@@ -147,4 +175,7 @@ async def main(kind: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    if sys.argv[1] == "reset-500":
+        serve_reset_after()
+    else:
+        asyncio.run(main(sys.argv[1]))
