@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,22 @@ def test_netcat_serving_cat(tmp_path: Path) -> None:
     assert "refused" in detail(report, "concurrency")
 
 
+@contextlib.contextmanager
+def broken_server(kind: str) -> Iterator[str]:
+    """One of broken_servers.py's servers, running: its port."""
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "broken_servers.py"), kind], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().split()[-1]
+    finally:
+        proc.kill()
+        proc.wait(WAIT)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
 # each broken server: the case meant to catch it, and the cases its fault also explains
 BROKEN = {
     "drop-on-eof": ("half-close", set()),
@@ -169,18 +186,8 @@ BROKEN = {
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kind", sorted(BROKEN))
 def test_broken_server_is_caught_by_its_case(tmp_path: Path, kind: str) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "broken_servers.py"), kind], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        port = proc.stdout.readline().split()[-1]
+    with broken_server(kind) as port:
         status, report, _ = check(tmp_path, "--host", "127.0.0.1", "--port", port, *QUICK)
-    finally:
-        proc.kill()
-        proc.wait(WAIT)
-        assert proc.stdout is not None
-        proc.stdout.close()
     target, explained = BROKEN[kind]
     failed = {name for name, verdict in verdicts(report).items() if verdict == "FAILED"}
     assert status == 1
@@ -191,23 +198,11 @@ def test_broken_server_is_caught_by_its_case(tmp_path: Path, kind: str) -> None:
 
 @pytest.mark.timeout(60)
 def test_idle_probe_finds_the_idle_reset_within_ten_percent(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "broken_servers.py"), "idle-reset"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        port = proc.stdout.readline().split()[-1]
+    with broken_server("idle-reset") as port:
         status, report, out = check(
             tmp_path, "--host", "127.0.0.1", "--port", port, "--only", "idle-probe",
             "--idle-probe", "8",
         )  # fmt: skip
-    finally:
-        proc.kill()
-        proc.wait(WAIT)
-        assert proc.stdout is not None
-        proc.stdout.close()
     (probe,) = report["cases"]
     assert status == 0  # a path that ends idle connections is NON-STRICT, not FAILED
     assert probe["verdict"] == "NON-STRICT"
@@ -270,30 +265,15 @@ def test_json_on_stdout_moves_the_table_to_stderr(tmp_path: Path) -> None:
     assert result.stderr.decode().splitlines()[-1].startswith("2 OK in ")
 
 
-def _broken(kind: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "broken_servers.py"), kind], stdout=subprocess.PIPE, text=True
-    )
-    return proc
-
-
 @pytest.mark.timeout(60)
 def test_an_idle_limit_is_non_strict_with_its_time_in_idle_as_in_idle_probe(
     tmp_path: Path,
 ) -> None:
     # idle was FAILED with no time and blamed "the server"; idle-probe NON-STRICT (issue 21 #6)
-    proc = _broken("idle-reset")
-    try:
-        assert proc.stdout is not None
-        port = proc.stdout.readline().split()[-1]
+    with broken_server("idle-reset") as port:
         status, report, _ = check(
             tmp_path, "--host", "127.0.0.1", "--port", port, "--only", "idle", "--idle", "4"
         )
-    finally:
-        proc.kill()
-        proc.wait(WAIT)
-        assert proc.stdout is not None
-        proc.stdout.close()
     (idle,) = report["cases"]
     assert (status, idle["verdict"]) == (0, "NON-STRICT")
     assert 2.7 <= idle["after_s"] <= 3.5, idle
@@ -324,20 +304,12 @@ def test_a_reset_after_n_bytes_is_said_as_a_reset_after_exactly_n(
 ) -> None:
     # "closed after 0 bytes of 1709" for a write that met the reset; bytes received before an
     # RST were thrown away (issue 21 #5). The server: blocking sockets, nothing of aioecho.
-    proc = _broken("reset-500")
-    try:
-        assert proc.stdout is not None
-        port = proc.stdout.readline().split()[-1]
+    with broken_server("reset-500") as port:
         status, report, _ = check(
             tmp_path, "--host", "127.0.0.1", "--port", port, "--only", "binary",
             "--only", "fragmented", "--only", "large", "--only", "half-close", "--only",
             "slow-reader", "--large", "1MiB", "--loop", loop_name,
         )  # fmt: skip
-    finally:
-        proc.kill()
-        proc.wait(WAIT)
-        assert proc.stdout is not None
-        proc.stdout.close()
     assert status == 1
     for case in report["cases"]:
         assert case["verdict"] == "FAILED", case
