@@ -567,3 +567,21 @@ def test_quiet_prints_the_summary_only() -> None:
     out = result.stdout.decode().splitlines()
     assert not [line for line in out if "seq=" in line], out
     assert out[-3].startswith("3 probes sent, 3 received, 0 lost (0% loss)"), out
+
+
+def test_the_summary_and_the_error_count_wrong_answers_alike() -> None:
+    # garbage UDP replies: the summary said "0 wrong" while the error said "17055 answers were
+    # not what was sent"; --max-loss 33.3 failed at "33.3% loss" (issue 21 #12, #13)
+    summary = summarize(
+        [
+            ProbeResult(1, "ok", 64, rtt_us=100.0),
+            ProbeResult(0, "corrupted", 64, extra=True),
+            ProbeResult(0, "corrupted", 64, extra=True),
+        ]
+    )
+    assert ", 2 wrong, " in summary.lines("x")[1]
+    assert summary.failure(0) == "2 answers were not what was sent"
+    lossy = summarize([ProbeResult(1, "ok", 64, rtt_us=1.0), ProbeResult(2, "ok", 64, rtt_us=1.0),
+                       ProbeResult(3, "timeout", 64)])  # fmt: skip
+    assert lossy.failure(33.3) == "1 of 3 probes lost (33.33% loss, --max-loss 33.3%)"
+    assert lossy.failure(33.4) is None
