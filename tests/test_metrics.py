@@ -207,3 +207,25 @@ def test_worker_metrics_ports_past_65535_are_refused() -> None:
         "aioecho: error: --metrics port 65534 with 4 workers: worker 4 would serve on port "
         "65537 (each worker takes the next port; at most 65535)"
     )
+
+
+@pytest.mark.timeout(60)
+def test_a_drain_delay_keeps_serving_while_readyz_says_503() -> None:
+    # SIGTERM turned /readyz 503 and closed the listener at the same instant: a balancer still
+    # sending for one probe interval got refused connections (issue 25 #1)
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "--metrics", "127.0.0.1:0",
+                       "--drain-delay", "30") as server:  # fmt: skip
+        server.start()
+        port = metrics_port(server)
+        server.proc.send_signal(signal.SIGTERM)
+        server.wait_for_line(r"^main: not ready: serving new connections for 30s more")
+        assert get(port, "/readyz") == (503, "draining\n")
+        for _ in range(3):  # new connections are still served, during the delay
+            result = run_cli("client", "-q", "--host", "127.0.0.1", "--port", str(server.port))
+            assert result.returncode == 0, result.stderr
+        assert "main: closing server" not in server.lines
+        server.proc.send_signal(signal.SIGTERM)  # a second signal skips the rest of the delay
+        server.wait_for_line(r"^main: closing server$")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=WAIT).close()
+        assert server.wait() == 0

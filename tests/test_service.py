@@ -260,7 +260,7 @@ def test_the_shipped_systemd_units_verify(tmp_path: Path) -> None:
     exec_start = next(
         ln.split("=", 1)[1] for ln in text.splitlines() if ln.startswith("ExecStart=")
     )
-    assert exec_start.split()[1:] == ["server", "--stats-interval", "60"]
+    assert exec_start.split()[1:] == ["server", "--stats-interval", "60", "--drain-delay", "5"]
 
 
 def test_log_format_json_is_an_object_per_line_with_the_peer() -> None:

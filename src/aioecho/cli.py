@@ -369,6 +369,15 @@ def _listen_options(parser: argparse.ArgumentParser) -> None:
         help="on SIGINT/SIGTERM, time open connections get to finish (default %(default)s)",
     )
     parser.add_argument(
+        "--drain-delay",
+        type=_checked(parse_seconds),
+        default=_SERVER.drain_delay,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, /readyz says 503 at once but new connections are served for "
+        "this long before the drain, so that a balancer takes the server out first; a second "
+        "signal skips it (default %(default)g)",
+    )
+    parser.add_argument(
         "--unix", metavar="PATH", help="listen on a Unix socket instead of host and port"
     )
     parser.add_argument(
@@ -1038,6 +1047,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         tls_key=args.tls_key,
         tls_handshake_timeout=args.tls_handshake_timeout,
         drain_timeout=args.drain_timeout,
+        drain_delay=args.drain_delay,
         max_buffer=args.max_buffer,
         max_connections=args.max_connections,
         idle_timeout=args.idle_timeout,

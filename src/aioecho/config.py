@@ -43,6 +43,7 @@ DEFAULT_PORT: Final = 10000
 # bytes: a connection stops reading from its peer once this much echo waits to be sent.
 DEFAULT_MAX_BUFFER: Final = 256 * 1024
 MAX_MAX_BUFFER: Final = 1024**3  # libuv takes the write-buffer limits as C ints
+MAX_DRAIN_DELAY: Final = 3600.0  # seconds
 MAX_BACKLOG: Final = 65535  # listen()'s backlog; the kernel caps it at somaxconn anyway
 MIN_STATS_INTERVAL: Final = 0.1  # seconds: more often floods the log
 MAX_FD: Final = 65535
@@ -251,6 +252,9 @@ class ServerConfig:
     tls_handshake_timeout: float = 10.0  # seconds a peer gets to finish the TLS handshake
     max_buffer: int = DEFAULT_MAX_BUFFER  # bytes of pending echo before reading pauses
     drain_timeout: float = 5.0  # seconds open connections get to finish on shutdown
+    # seconds between a stop signal and the drain: /readyz says 503 at once, new connections
+    # are still served meanwhile (a balancer's next health check takes the server out first)
+    drain_delay: float = 0.0
     max_connections: int = 10_000  # more are accepted and closed at once
     idle_timeout: float = 300.0  # seconds with nothing sent or received; 0: never
     backlog: int = 1024  # the listen() queue length (the kernel may cap it: somaxconn)
@@ -286,6 +290,8 @@ class ServerConfig:
             raise ConfigError(f"--max-buffer must be 1 byte to {format_size(MAX_MAX_BUFFER)}")
         if self.drain_timeout < 0:
             raise ConfigError("--drain-timeout must be zero or more seconds")
+        if not 0 <= self.drain_delay <= MAX_DRAIN_DELAY:
+            raise ConfigError(f"--drain-delay must be 0 to {MAX_DRAIN_DELAY:g} seconds")
         if self.max_connections < 1:
             raise ConfigError("--max-connections must be at least 1")
         if self.idle_timeout < 0:

@@ -214,6 +214,7 @@ class Server:
         self._tls_failures = tls_failures
         self._unix_inode = unix_inode  # of the socket file we made, removed on close
         self._closing: asyncio.Future[int] | None = None
+        self._unready = False  # unready(): /readyz 503 before close()
         self.unix_path = config.unix if unix_inode is not None else None
         self.addresses: list[tuple[str, int]] = [
             cast(tuple[str, int], sock.getsockname()[:2])
@@ -232,8 +233,12 @@ class Server:
 
     @property
     def draining(self) -> bool:
-        """True from the moment close() began: no longer accepting (for /readyz)."""
-        return self._closing is not None
+        """True from unready() or the moment close() began (for /readyz)."""
+        return self._closing is not None or self._unready
+
+    def unready(self) -> None:
+        """Say not ready (/readyz 503) while still accepting: the --drain-delay before close()."""
+        self._unready = True
 
     @property
     def open_connections(self) -> int:

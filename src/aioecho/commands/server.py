@@ -128,6 +128,8 @@ async def run_server(
         log_stats(asked_early[0])
     ticker = asyncio.ensure_future(_every(config.stats_interval, log_stats))
     await stop.wait()
+    if config.drain_delay:
+        await _drain_delay(server, config.drain_delay)
     ticker.cancel()
     if watcher is not None:
         watcher.cancel()
@@ -144,6 +146,19 @@ async def run_server(
     if endpoint is not None:  # after the drain: /readyz said 503 all along it
         await endpoint.close()
     log_stats(logging.INFO)
+
+
+async def _drain_delay(server: Server, delay: float) -> None:
+    """--drain-delay: /readyz 503 at once, new connections still served for delay seconds (or
+    until another stop signal), then the caller drains."""
+    server.unready()
+    _main_log.info("not ready: serving new connections for %gs more (--drain-delay)", delay)
+    skip = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, skip.set)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(skip.wait(), delay)
 
 
 async def _every(interval: float, action: Callable[[], None]) -> None:
