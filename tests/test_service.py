@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -276,3 +277,47 @@ def test_log_format_json_is_an_object_per_line_with_the_peer() -> None:
     assert line["peer"] == peer_name and line["level"] == "info"
     assert line["logger"] == "aioecho.server" and line["time"].endswith("Z")
     assert all(json.loads(ln) for ln in server.lines if ln != "<EOF>")
+
+
+def _notifications(sock: socket.socket, until: str) -> list[str]:
+    """Datagrams from the server, each as text, up to the first that contains `until`."""
+    got = []
+    while not got or until not in got[-1]:
+        got.append(sock.recv(4096).decode())
+    return got
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_systemd_notify_ready_watchdog_and_stopping(workers: str) -> None:
+    # Type=notify: READY=1 once listening, WATCHDOG=1 from the loop at half WATCHDOG_USEC
+    # (none while the process is stopped), STOPPING=1 at the drain (issue 25 #2). A Unix
+    # datagram socket stands in for systemd.
+    from transports import short_unix_path
+
+    path = short_unix_path()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(path)
+        systemd.settimeout(WAIT)
+        env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"}
+        args = ("--host", "127.0.0.1", "--port", "0", "--workers", workers)
+        with ServerProcess(*args, env=env) as server:
+            first = _notifications(systemd, "READY=1")
+            assert len(first) == 1, first  # READY is the first word systemd hears
+            server.start()  # READY came after every listening line was ready to be printed
+            with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT):
+                pass
+            assert "STATUS=" in first[0]
+            pings = _notifications(systemd, "WATCHDOG=1")
+            pings += _notifications(systemd, "WATCHDOG=1")  # every 0.1 s
+            server.proc.send_signal(signal.SIGSTOP)  # the loop cannot run: no pings
+            systemd.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                while True:  # what was sent before the stop, then nothing
+                    systemd.recv(4096)
+            server.proc.send_signal(signal.SIGCONT)
+            systemd.settimeout(WAIT)
+            assert "WATCHDOG=1" in _notifications(systemd, "WATCHDOG=1")[-1]
+            server.proc.send_signal(signal.SIGTERM)
+            assert "STOPPING=1" in _notifications(systemd, "STOPPING=1")[-1]
+            assert server.wait() == 0

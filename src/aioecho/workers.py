@@ -37,6 +37,7 @@ from .config import ServerConfig
 from .errors import AioechoError, ConfigError, ExitStatus
 from .listeners import announce, open_sockets, remove_unix_socket
 from .logs import NOTICE
+from .sdnotify import Notifier
 from .tls import server_context
 
 __all__ = ["ENV", "WorkerRole", "check_metrics_ports", "supervise", "worker_count"]
@@ -114,6 +115,7 @@ async def supervise(
     `count` workers with `argv` (the server's own arguments) until SIGINT/SIGTERM, then stop
     them gracefully."""
     loop = asyncio.get_running_loop()
+    notifier = Notifier.from_environment()  # before the workers start: theirs is not the main pid
     reuse_port = hasattr(socket, "SO_REUSEPORT") and config.unix is None and inherited is None
     if config.tls_cert is not None and config.tls_key is not None:
         server_context(config.tls_cert, config.tls_key)  # fail here, not in every worker
@@ -186,17 +188,32 @@ async def supervise(
             return
         stopping.set()
         _log.info("stopping %d workers", len(procs))
+        if notifier is not None:
+            notifier.send("STOPPING=1", f"STATUS=stopping {len(procs)} workers")
         forward(signal.SIGTERM)
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop)
     loop.add_signal_handler(signal.SIGUSR1, forward, signal.SIGUSR1)
+
+    def status() -> str:
+        alive = sum(proc.returncode is None for proc in procs.values())
+        return f"{alive} of {count} workers running"
+
     running = asyncio.gather(*(keep_running(n) for n in range(1, count + 1)))
+    keeper = None
     try:
         if await _announce_when_ready(ready, count, sockets, running, how):
             announced.set()
+            if notifier is not None:
+                notifier.send("READY=1", f"STATUS={status()}")
+                keeper = asyncio.ensure_future(notifier.keep_alive(status))
         await running
     finally:
+        if keeper is not None:
+            keeper.cancel()
+        if notifier is not None:
+            notifier.close()
         ready_transport.close()
         os.close(ready_write)
         for sock in sockets:

@@ -17,6 +17,7 @@ from ..config import ServerConfig
 from ..listeners import activated_sockets, announce, inherited_socket
 from ..logs import NOTICE, LoopErrorLog
 from ..registry import Connections
+from ..sdnotify import Notifier
 from ..server import FD_RESERVE, Server, serve
 from ..workers import WorkerRole, report_ready, stop_when_orphaned, worker_sockets
 
@@ -69,6 +70,7 @@ async def run_server(
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrorLog())
     _main_log.info("using %s", loops.describe(loop))
+    notifier = Notifier.from_environment() if role is None else None  # (workers: supervisor's)
     stop = asyncio.Event()
     server: Server | None = None
     asked_early: list[int] = []  # SIGUSR1 after the listening lines, before serve() returned
@@ -126,8 +128,14 @@ async def run_server(
         endpoint.server = server
     if asked_early:  # the listening lines are printed inside serve(): a script may ask at once
         log_stats(asked_early[0])
+    keeper = None
+    if notifier is not None:  # every listener is open, the metrics one included
+        notifier.send("READY=1", f"STATUS={_status(server)}")
+        keeper = asyncio.ensure_future(notifier.keep_alive(lambda: _status(server)))
     ticker = asyncio.ensure_future(_every(config.stats_interval, log_stats))
     await stop.wait()
+    if notifier is not None:
+        notifier.send("STOPPING=1", f"STATUS=draining: {_status(server)}")
     if config.drain_delay:
         await _drain_delay(server, config.drain_delay)
     ticker.cancel()
@@ -145,7 +153,17 @@ async def run_server(
     await server.close()
     if endpoint is not None:  # after the drain: /readyz said 503 all along it
         await endpoint.close()
+    if keeper is not None:  # the watchdog pinged through the drain
+        keeper.cancel()
+    if notifier is not None:
+        notifier.close()
     log_stats(logging.INFO)
+
+
+def _status(server: Server) -> str:
+    """systemd's STATUS= line: '3 open, 120 accepted, 0 refused'."""
+    stats = server.stats()
+    return f"{stats.active} open, {stats.accepted} accepted, {stats.refused} refused"
 
 
 async def _drain_delay(server: Server, delay: float) -> None:
