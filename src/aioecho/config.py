@@ -635,6 +635,8 @@ class CheckConfig:
             raise ConfigError(f"--backpressure-cap must be 1MiB to {format_size(MAX_CHECK_CAP)}")
         if self.json_path == "-" and self.junit_path == "-":
             raise ConfigError("--json - and --junit - cannot both write standard output")
+        if self.html_path == "-" and "-" in (self.json_path, self.junit_path):
+            raise ConfigError("only one of --json, --junit and --html can write standard output")
 
 
 MAX_EPOCH: Final = 32503680000.0  # the year 3000

@@ -19,6 +19,7 @@ __all__ = ["Notifier"]
 _log = logging.getLogger("aioecho.main")
 
 STATUS_EVERY: Final = 10.0  # seconds between STATUS= lines when there is no watchdog
+MIN_PING: Final = 0.05  # seconds between watchdog pings, at least
 
 
 class Notifier:
@@ -29,7 +30,8 @@ class Notifier:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self._failed = False
-        self.watchdog = watchdog_usec / 1e6 / 2 if watchdog_usec else None  # seconds per ping
+        # seconds per ping: half the period, and never a busy loop (WATCHDOG_USEC=1)
+        self.watchdog = max(MIN_PING, watchdog_usec / 1e6 / 2) if watchdog_usec else None
 
     @classmethod
     def from_environment(cls) -> Notifier | None:

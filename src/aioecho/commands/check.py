@@ -67,7 +67,8 @@ async def run_check(config: CheckConfig) -> Report:
     warn_if_insecure(config.target)
     addresses = await _resolve(config)
     # the table goes to stdout, unless a report does: then it goes aside, to stderr
-    table: TextIO = sys.stderr if "-" in (config.json_path, config.junit_path) else sys.stdout
+    to_stdout = "-" in (config.json_path, config.junit_path, config.html_path)
+    table: TextIO = sys.stderr if to_stdout else sys.stdout
     report = Report(describe(config))
     report.meta = _meta(config, addresses)
     started = time.perf_counter()
