@@ -304,8 +304,8 @@ def test_requests_scheduled_but_never_answered_fail_the_run() -> None:
 def test_open_loop_counts_what_the_in_flight_cap_keeps_back() -> None:
     """A pure unit of the scheduler: with room for two requests per connection and nothing
     answered, every later slot is counted as not sent."""
-    from aioecho.bench import _Run, _schedule
-    from aioecho.config import BenchConfig
+    from aioecho.bench.config import BenchConfig
+    from aioecho.bench.engine import _Run, _schedule
 
     class Silent:
         def __init__(self) -> None:

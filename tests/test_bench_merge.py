@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aioecho.bench import BenchResult, merge
+from aioecho.bench.engine import BenchResult, merge
 from support import ServerProcess, run_cli
 
 
@@ -84,7 +84,8 @@ def test_start_at_waits_for_the_wall_clock() -> None:
 def test_start_time_forms() -> None:
     from datetime import datetime, timezone
 
-    from aioecho.config import ConfigError, parse_start_time
+    from aioecho.errors import ConfigError
+    from aioecho.units import parse_start_time
 
     assert parse_start_time("@1700000000.5") == 1700000000.5
     utc = datetime(2026, 11, 27, 14, 30, tzinfo=timezone.utc).timestamp()

@@ -186,7 +186,7 @@ def test_new_connection_does_not_go_with_pipeline() -> None:
 
 def test_the_python_310_deadline_times_out_and_lets_through() -> None:
     """newconn's stand-in for asyncio.timeout() on Python 3.10, tested on every version."""
-    from aioecho.newconn import _deadline_compat
+    from aioecho.bench.newconn import _deadline_compat
 
     async def scenario() -> tuple[str, str]:
         try:

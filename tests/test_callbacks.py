@@ -9,10 +9,10 @@ import ssl
 
 import pytest
 
-from aioecho.client import StreamClientProtocol
+from aioecho.client.protocol import StreamClientProtocol
 from aioecho.errors import EchoError
-from aioecho.registry import Connections
-from aioecho.tls import TLSAcceptProtocol, _feed
+from aioecho.server.registry import Connections
+from aioecho.server.tls import TLSAcceptProtocol, _feed
 from fakes import FakeTransport
 
 

@@ -51,6 +51,7 @@ def check(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[int, dict[s
         check=False,
     )
     assert result.returncode in (0, 1), result.stderr
+    assert report.exists(), (result.stdout + result.stderr).decode()
     return result.returncode, json.loads(report.read_text()), result.stdout.decode()
 
 
@@ -527,7 +528,7 @@ def test_minus_6_reaches_the_ipv6_address_and_refuses_an_ipv4_one(tmp_path: Path
 
 
 def test_a_verdict_that_depends_on_the_address_is_said() -> None:
-    from aioecho.checkreport import CaseResult, Report, Verdict
+    from aioecho.check.report import CaseResult, Report, Verdict
 
     report = Report("dual.example port 7 (TCP)")
     for address, verdict in (("192.0.2.1", Verdict.OK), ("2001:db8::1", Verdict.FAILED)):

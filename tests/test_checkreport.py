@@ -7,7 +7,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from aioecho.checkreport import (
+from aioecho.check.peers import Pattern
+from aioecho.check.report import (
     CaseResult,
     Report,
     Verdict,
@@ -16,7 +17,6 @@ from aioecho.checkreport import (
     select_cases,
     table_line,
 )
-from aioecho.checks import Pattern
 from aioecho.errors import ConfigError
 
 

@@ -309,9 +309,9 @@ def test_a_bug_is_a_traceback_and_exit_1_not_a_usage_error() -> None:
     mistake (exit 2, one line): it shows its traceback."""
     code = (
         "import sys\n"
-        "from aioecho import cli, latency\n"
+        "from aioecho import cli, histogram\n"
         "def broken(self, value): raise ValueError('injected bug')\n"
-        "latency.LatencyHistogram.record = broken\n"
+        "histogram.LatencyHistogram.record = broken\n"
         "sys.exit(cli.main(sys.argv[1:]))\n"
     )
     result = subprocess.run(

@@ -9,8 +9,10 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aioecho.cli import build_parser, client_config, server_config
+from aioecho.cli import build_parser
+from aioecho.client.options import client_config
 from aioecho.errors import ConfigError
+from aioecho.server.options import server_config
 
 OPTIONS = [
     "--host", "--port", "--unix", "--unix-mode", "--tcp", "--udp", "--udp-rate", "--tls-cert",

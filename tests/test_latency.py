@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aioecho.latency import LatencyHistogram
+from aioecho.histogram import LatencyHistogram
 
 
 def exact_percentile(values: list[int], p: float) -> int:

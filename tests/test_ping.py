@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import pytest
 
-from aioecho.pingstats import PingSummary, ProbeResult, summarize
+from aioecho.ping.stats import PingSummary, ProbeResult, summarize
 from support import (
     HAPROXY_DEFAULTS,
     WAIT,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aioecho.proxyheader import V2_SIGNATURE, ProxyHeader, ProxyHeaderError, parse
+from aioecho.server.proxyheader import V2_SIGNATURE, ProxyHeader, ProxyHeaderError, parse
 from support import (
     HAPROXY_DEFAULTS,
     WAIT,

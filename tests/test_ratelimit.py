@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aioecho.ratelimit import REFLECTION_PORTS, TokenBucket, UdpPolicy
+from aioecho.server.ratelimit import REFLECTION_PORTS, TokenBucket, UdpPolicy
 
 
 @pytest.mark.parametrize("port", [0, 7, 13, 17, 19, 37, 53, 123, 161])

@@ -10,18 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aioecho.addresses import peer_name
-from aioecho.client import SentWindow
-from aioecho.config import (
-    BenchConfig,
-    ClientConfig,
-    ServerConfig,
-    format_size,
-    parse_port,
-    parse_seconds,
-    parse_size,
-)
+from aioecho.bench.config import BenchConfig
+from aioecho.client.config import ClientConfig
+from aioecho.client.protocol import SentWindow
 from aioecho.errors import ConfigError, ListenError, describe_os_error
 from aioecho.logs import FloodCounter, preview
+from aioecho.server.config import ServerConfig
+from aioecho.units import format_size, parse_port, parse_seconds, parse_size
 
 
 def test_preview_short_payload_is_repr() -> None:

@@ -1,7 +1,7 @@
 """aioecho: an asyncio echo server, client and load generator built on asyncio.Protocol."""
 
-from .client import EchoClientProtocol, echo
-from .config import ClientConfig, ServerConfig
+from .client.config import ClientConfig
+from .client.protocol import EchoClientProtocol, echo
 from .errors import (
     AioechoError,
     ConfigError,
@@ -11,12 +11,13 @@ from .errors import (
     ResolveError,
     TLSSetupError,
 )
-from .pingstats import PingSummary, ProbeResult, summarize
-from .probing import ping
-from .server import EchoServerProtocol, Server, serve
-from .stats import StatsSnapshot
-
-__version__ = "0.1.0"
+from .ping.engine import ping
+from .ping.stats import PingSummary, ProbeResult, summarize
+from .server.config import ServerConfig
+from .server.protocol import EchoServerProtocol
+from .server.serve import Server, serve
+from .server.stats import StatsSnapshot
+from .version import __version__
 
 __all__ = [
     "AioechoError",

@@ -10,9 +10,23 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["describe_target", "format_address", "host_port", "peer_name"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "MAX_UDP6_PAYLOAD",
+    "MAX_UDP_PAYLOAD",
+    "describe_target",
+    "format_address",
+    "host_port",
+    "peer_name",
+]
+
+DEFAULT_HOST: Final = "localhost"
+DEFAULT_PORT: Final = 10000
+MAX_UDP_PAYLOAD: Final = 65507  # 65535 less the IPv4 and UDP headers
+MAX_UDP6_PAYLOAD: Final = 65527  # IPv6: 65535 less the UDP header (the IP header is apart)
 
 
 def host_port(host: str, port: int | str, udp: bool = False) -> str:

@@ -1,0 +1,144 @@
+"""`aioecho check`'s options, mapped onto CheckConfig."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, cast
+
+from ..client.options import target, target_options
+from ..options import Parser, checked
+from ..units import format_size, parse_seconds, parse_size
+from .config import CheckConfig
+from .report import TCP_CASES, UDP_CASES, select_cases
+
+__all__ = ["add_parser", "check_config"]
+
+_CHECK = CheckConfig()  # the defaults
+
+CHECK_EXAMPLES = (
+    """\
+examples:
+  aioecho check --port 10000                   # every TCP case against a server
+  aioecho check --host lb.example --port 7 --tcp --udp --json report.json
+  aioecho check --port 8443 --tls --cafile ca.pem --skip large backpressure
+  aioecho check --port 10000 --idle-probe 600  # how long does the path keep idle connections?
+  aioecho check --port 10000 --junit check.xml # for CI
+cases, in the order they run:
+"""
+    + "".join(f"  {name:<15} {what}\n" for name, what in {**TCP_CASES, **UDP_CASES}.items())
+    + """\
+verdicts: OK; NON-STRICT works, but not as a strict echo server should (the line says how);
+FAILED bytes lost, changed or reordered, or a hang; SKIPPED does not apply (the line says why).
+exit status: 0 no case FAILED; 1 some case FAILED; 2 usage.
+"""
+)
+
+
+def _case_names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def add_parser(commands: Any) -> Parser:
+    """`aioecho check`'s parser, added to the subcommands."""
+    check = commands.add_parser(
+        "check",
+        help="check an echo server, or a proxy or balancer in front of one, case by case",
+        description="Run conformance cases against an echo endpoint (a server, or the proxy, "
+        "balancer or tunnel in front of one) and report, case by case, what holds.",
+        epilog=CHECK_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    target_options(
+        check,
+        timeout_help="bound on any one wait for the server",
+        timeout_default=_CHECK.target.timeout,
+    )
+    check.add_argument("--tcp", action="store_true", help="the TCP cases (the default)")
+    check.add_argument(
+        "--udp", action="store_true", help="the UDP cases; with --tcp, both (same port)"
+    )
+    for flag, verb in (("--only", "run only"), ("--skip", "do not run")):
+        check.add_argument(
+            flag,
+            nargs="+",
+            action="extend",
+            type=_case_names,
+            default=[],
+            metavar="CASE",
+            help=f"{verb} these cases (names below, space or comma separated)",
+        )
+    check.add_argument(
+        "--json", metavar="FILE", help="write everything measured as JSON (- for stdout)"
+    )
+    check.add_argument("--junit", metavar="FILE", help="write a JUnit XML report (- for stdout)")
+    check.add_argument(
+        "--html", metavar="FILE", help="write the report as one self-contained HTML page"
+    )
+    check.add_argument(
+        "--idle-probe",
+        type=checked(parse_seconds),
+        metavar="MAX_SECONDS",
+        help="also find how long the path keeps an idle connection (and UDP flow), up to this",
+    )
+    check.add_argument(
+        "--idle",
+        type=checked(parse_seconds),
+        default=_CHECK.idle,
+        metavar="SECONDS",
+        help="how long the idle case stays silent (default %(default)g)",
+    )
+    check.add_argument(
+        "--large",
+        type=checked(parse_size),
+        default=format_size(_CHECK.large),
+        metavar="BYTES",
+        help="bytes of the large case (default %(default)s)",
+    )
+    check.add_argument(
+        "--backpressure-cap",
+        type=checked(parse_size),
+        default=format_size(_CHECK.backpressure_cap),
+        metavar="BYTES",
+        help="unread bytes a server may take before backpressure FAILED (default %(default)s)",
+    )
+    family = check.add_mutually_exclusive_group()
+    family.add_argument("-4", dest="family", action="store_const", const=4, default=0,
+                        help="IPv4 addresses only")  # fmt: skip
+    family.add_argument("-6", dest="family", action="store_const", const=6,
+                        help="IPv6 addresses only")  # fmt: skip
+    check.add_argument(
+        "--all-addresses",
+        action="store_true",
+        help="run the cases against each address the host resolves to, side by side (a "
+        "dual-stack name whose IPv6 path differs)",
+    )
+    check.add_argument(
+        "--budget",
+        type=checked(parse_seconds),
+        default=_CHECK.budget,
+        metavar="SECONDS",
+        help="time the whole run may take besides the idle waits; a case that runs out is cut "
+        "and says how far it got (default %(default)g)",
+    )
+    return cast(Parser, check)
+
+
+def check_config(args: argparse.Namespace) -> CheckConfig:
+    only = [name for names in args.only for name in names]
+    skip = [name for names in args.skip for name in names]
+    tcp = args.tcp or not args.udp
+    return CheckConfig(
+        target=target(args),
+        cases=tuple(select_cases(tcp, args.udp, only, skip, args.idle_probe is not None)),
+        udp=args.udp,
+        idle=args.idle,
+        idle_probe=args.idle_probe,
+        large=args.large,
+        backpressure_cap=args.backpressure_cap,
+        json_path=args.json,
+        junit_path=args.junit,
+        html_path=args.html,
+        budget=args.budget,
+        family=args.family,
+        all_addresses=args.all_addresses,
+    )

@@ -1,0 +1,52 @@
+"""Where and how a client connects: `aioecho client`, and the target of bench, ping and check.
+
+Pure: imports neither asyncio, socket nor ssl."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..addresses import DEFAULT_HOST, DEFAULT_PORT, host_port
+from ..errors import ConfigError
+from ..units import check_port
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientConfig:
+    """Where `aioecho client` connects and how long it waits."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    unix: str | None = None  # a Unix socket path, instead of host and port
+    tls: bool = False  # speak TLS, verifying the server unless insecure
+    cafile: str | None = None  # PEM CA certificates to verify the server with
+    insecure: bool = False  # TLS without any verification
+    udp: bool = False  # each message is one datagram
+    retries: int = 3  # UDP: sends of a datagram after the first before giving up
+    timeout: float = 10.0  # seconds: bounds the connect and any silence while echo is owed
+
+    def __post_init__(self) -> None:
+        check_port(self.port)
+        if not self.timeout > 0:
+            raise ConfigError("--timeout must be more than 0 seconds")
+        if self.udp and (self.tls or self.unix is not None):
+            raise ConfigError("--udp does not go with --tls or --unix")
+        if (self.cafile is not None or self.insecure) and not self.tls:
+            raise ConfigError("--cafile and --insecure need --tls")
+        if self.retries < 0:
+            raise ConfigError("--retries must be zero or more")
+
+    @property
+    def where(self) -> str:
+        """'localhost port 10000' or the Unix socket path, for messages."""
+        return self.unix if self.unix is not None else host_port(self.host, self.port, self.udp)
+
+
+def warn_if_insecure(config: ClientConfig) -> None:
+    """One warning per run: nothing about --insecure is visible on the wire."""
+    if config.tls and config.insecure:
+        logging.getLogger("aioecho.main").warning(
+            "--insecure: the server's certificate and name are not checked; anyone on the path "
+            "could read and change the traffic"
+        )

@@ -1,0 +1,159 @@
+"""`aioecho ping`: a line per probe on stdout (text, JSON lines or CSV), the summary when the
+count is reached or on Ctrl-C, and exit status 1 when loss passes --max-loss, an answer was
+wrong, or nothing answered at all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from .. import loops
+from ..client.config import warn_if_insecure
+from ..errors import AioechoError
+from ..logs import LoopErrorLog
+from ..options import Invocation
+from ..output import writing_stdout
+from ..version import __version__
+from .config import PingConfig
+from .engine import ping
+from .options import add_parser, ping_config
+from .stats import PingSummary, ProbeResult
+
+__all__ = ["PingFailed", "add_parser", "run", "run_ping"]
+
+CSV_FIELDS = (
+    "time", "seq", "status", "bytes", "rtt_us", "resolve_us", "connect_us", "tls_us", "peer",
+    "idle_s",
+)  # fmt: skip
+
+
+STOP_GRACE = 2.0  # seconds the probes get to end as unanswered after Ctrl-C
+
+
+class PingFailed(AioechoError):
+    """Too many probes lost, a wrong answer, or no answer at all."""
+
+
+async def run_ping(config: PingConfig) -> PingSummary:
+    """Ping until config.count probes have ended, or SIGINT/SIGTERM; print on stdout as
+    config.output says. Returns the summary; raises PingFailed after printing it when the run
+    fails."""
+    with writing_stdout():
+        return await _ping(config, sys.stdout)
+
+
+async def _ping(config: PingConfig, out: TextIO) -> PingSummary:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(LoopErrorLog())
+    warn_if_insecure(config.target)
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # as ping does: stop, summarise, exit
+        loop.add_signal_handler(signum, stop.set)
+    where = config.target.where
+    summary = PingSummary()
+    show = _printer(config, out)
+    started_at, started = time.time(), time.perf_counter()
+    if config.output == "text":
+        each = f"a new connection each, every {config.interval:g}s"
+        how = each if config.new_connection else f"every {config.interval:g}s"
+        _say(out, f"PING {where}: {config.size} bytes, {how}, timeout {config.target.timeout:g}s")
+
+    async def probe() -> None:
+        async for result in ping(
+            config.target,
+            count=config.count,
+            interval=config.interval,
+            size=config.size,
+            new_connection=config.new_connection,
+            stop=stop,
+        ):
+            summary.add(result)
+            show(result)
+
+    probing = asyncio.ensure_future(probe())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((probing, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if not probing.done():  # stopped: the probes in flight end as unanswered, at once
+            await asyncio.wait((probing,), timeout=STOP_GRACE)
+    finally:
+        stopping.cancel()
+        probing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probing
+    summary.seconds = time.perf_counter() - started
+    _print_summary(config, summary, out, where, started_at)
+    failure = summary.failure(config.max_loss)
+    if failure is not None:
+        raise PingFailed(failure)
+    return summary
+
+
+def _printer(config: PingConfig, out: TextIO) -> Callable[[ProbeResult], None]:
+    if config.output == "json":
+        return lambda result: _say(out, json.dumps(_stamped(result)))
+    if config.output == "csv":
+        writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+
+        def row(result: ProbeResult) -> None:
+            writer.writerow(_stamped(result))
+            out.flush()
+
+        return row
+    if config.quiet:  # as ping -q: the summary only
+        return lambda result: None
+    return lambda result: _say(out, result.line())
+
+
+def _stamped(result: ProbeResult) -> dict[str, object]:
+    """The result's fields, with the time it was printed (Unix seconds) first."""
+    return {"time": round(time.time(), 6), **result.to_dict()}
+
+
+def _print_summary(
+    config: PingConfig, summary: PingSummary, out: TextIO, where: str, started_at: float
+) -> None:
+    if config.output == "json":
+        target = config.target
+        run = {
+            "version": __version__,
+            "command": sys.argv[1:],
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_at)),
+            "time": round(time.time(), 6),
+            "target": target.unix if target.unix is not None else target.host,
+            "port": None if target.unix is not None else target.port,
+            "transport": "udp" if target.udp else "unix" if target.unix else "tcp",
+            "tls": target.tls,
+            "count": config.count,
+            "interval_s": config.interval,
+            "size": config.size,
+            "timeout_s": target.timeout,
+            "new_connection": config.new_connection,
+        }
+        _say(out, json.dumps({**summary.to_dict(), **run}))
+        return
+    lines = summary.lines(where)
+    if config.output == "csv":  # the rows stay machine-readable; the summary goes aside
+        for line in lines:
+            print(line, file=sys.stderr)
+        return
+    _say(out, "")
+    for line in lines:
+        _say(out, line)
+
+
+def _say(out: TextIO, line: str) -> None:
+    print(line, file=out, flush=True)
+
+
+def run(call: Invocation) -> None:
+    """`aioecho ping` as the command line asked."""
+    loops.run(run_ping(ping_config(call.args)), call.loop)

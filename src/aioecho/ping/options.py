@@ -1,0 +1,113 @@
+"""`aioecho ping`'s options, mapped onto PingConfig."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, cast
+
+from ..client.options import target, target_options
+from ..errors import ConfigError
+from ..options import Parser, checked
+from ..units import parse_count, parse_percent, parse_seconds, parse_size
+from .config import MIN_PING_INTERVAL, PingConfig
+
+__all__ = ["add_parser", "ping_config"]
+
+_PING = PingConfig()  # the defaults
+
+PING_EXAMPLES = """\
+examples:
+  aioecho ping -c 5                       # five probes to localhost port 10000, one a second
+  aioecho ping --udp -c 100 -i 0.01       # datagrams: lost, duplicated, reordered, late
+  aioecho ping --new-connection --tls --cafile ca.pem --host echo.example -c 5
+  aioecho ping --json -c 10 | jq .rtt_us  # a JSON object per probe, then the summary
+exit status: 0 loss within --max-loss and every answer right; 1 otherwise (or no answer at
+all); 2 usage.
+"""
+
+
+def _ping_interval(text: str) -> float:
+    """ping -i: one message for every value out of range, 0 and -1 alike."""
+    try:
+        value = float("nan") if text.strip().startswith("-") else parse_seconds(text)
+    except ConfigError:
+        value = float("nan")  # not a duration at all: said below with the range
+    if not MIN_PING_INTERVAL <= value <= 3600:
+        raise ConfigError(
+            f"invalid interval {text!r}: must be {MIN_PING_INTERVAL:g} to 3600 seconds"
+        )
+    return value
+
+
+def add_parser(commands: Any) -> Parser:
+    """`aioecho ping`'s parser, added to the subcommands."""
+    ping = commands.add_parser(
+        "ping",
+        help="measure round trips to an echo server, probe by probe (TCP, TLS, Unix, UDP)",
+        description="Send numbered probes on a fixed timetable and time each echo; with "
+        "--new-connection, time the name resolution, connect and TLS handshake too.",
+        epilog=PING_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    target_options(
+        ping,
+        timeout_help="how long a probe waits for its answer",
+        timeout_default=_PING.target.timeout,
+    )
+    for action in ping._actions:  # -q means what it means to ping(8)
+        if "-q" in action.option_strings:
+            action.help = "the summary only, no line per probe (and only warnings and errors)"
+    ping.add_argument("--udp", action="store_true", help="probe with datagrams (RFC 862)")
+    ping.add_argument(
+        "-c",
+        "--count",
+        type=checked(lambda text: parse_count(text, minimum=0)),
+        default=_PING.count,
+        metavar="N",
+        help="probes to send; 0 until Ctrl-C (default %(default)s)",
+    )
+    ping.add_argument(
+        "-i",
+        "--interval",
+        type=checked(_ping_interval),
+        default=_PING.interval,
+        metavar="SECONDS",
+        help="time between probes, kept whatever the answers do (default %(default)g)",
+    )
+    ping.add_argument(
+        "-s",
+        "--size",
+        type=checked(parse_size),
+        default=_PING.size,
+        metavar="BYTES",
+        help="bytes per probe, e.g. 64, 1KiB (default %(default)s)",
+    )
+    ping.add_argument(
+        "--new-connection",
+        action="store_true",
+        help="a connection per probe, with its phases timed: resolve, connect, tls",
+    )
+    output = ping.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="a JSON object per line")
+    output.add_argument("--csv", action="store_true", help="a CSV row per probe")
+    ping.add_argument(
+        "--max-loss",
+        type=checked(parse_percent),
+        default=_PING.max_loss,
+        metavar="PCT",
+        help="percent of probes that may be lost with exit status 0 (default %(default)g)",
+    )
+    return cast(Parser, ping)
+
+
+def ping_config(args: argparse.Namespace) -> PingConfig:
+    return PingConfig(
+        target=target(args, udp=args.udp),
+        count=args.count,
+        interval=args.interval,
+        size=args.size,
+        new_connection=args.new_connection,
+        output="json" if args.json else "csv" if args.csv else "text",
+        max_loss=args.max_loss,
+        quiet=args.quiet,
+    )

@@ -1,0 +1,92 @@
+"""`aioecho proxy`: listen as the server does (limits, idle timeout, statistics, drain,
+workers) and forward each connection to the upstream, with the fault options applied to what
+comes back (proxy.py)."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import socket
+
+from .. import loops
+from ..errors import ConfigError
+from ..logs import NOTICE
+from ..options import Invocation
+from ..roles import WorkerRole, worker_count
+from ..server.command import run_server
+from ..server.faults import FaultPlan
+from ..server.workers import supervise
+from .config import ProxyConfig
+from .options import add_parser, proxy_config
+from .relay import ProxyProtocol, Upstream
+
+__all__ = ["add_parser", "run", "run_proxy"]
+
+_main_log = logging.getLogger("aioecho.main")
+
+
+async def run_proxy(config: ProxyConfig, role: WorkerRole | None = None) -> None:
+    """The proxy until a stop signal; role: set when this process is one of --workers."""
+    if forwards_to_itself(config):
+        raise ConfigError(
+            f"--to {config.upstream_host}:{config.upstream_port} is the proxy's own listening "
+            "address: every connection would open another, without end"
+        )
+    faults = config.listen.faults
+    plan = None
+    if faults.stream:
+        plan = FaultPlan(faults)
+        _main_log.log(NOTICE, "faults: %s", faults.describe(plan.seed))
+    upstream = Upstream(
+        config.upstream_host,
+        config.upstream_port,
+        plan=plan,
+        faults_upstream=config.faults_upstream,
+        max_buffer=config.listen.max_buffer,
+        connect_timeout=config.connect_timeout,
+    )
+    both = ", faults both ways" if plan is not None and config.faults_upstream else ""
+    _main_log.log(NOTICE, "forwarding to %s%s", upstream.where, both)
+    await run_server(
+        config.listen,
+        role,
+        connection=lambda connections: functools.partial(ProxyProtocol, upstream, connections),
+        fds_per_connection=2,  # the client's socket and the upstream's
+        fault_counts=plan.fired if plan is not None else None,
+    )
+
+
+def forwards_to_itself(config: ProxyConfig) -> bool:
+    """True if --to names an address the proxy itself listens on (same port, and the same
+    address, or a loopback one while the proxy listens on every address)."""
+    listen = config.listen
+    port = config.upstream_port
+    if listen.unix is not None or listen.fds or listen.port != port:
+        return False
+    upstream = _resolve(config.upstream_host, port)
+    for host in listen.hosts:
+        for address in _resolve(host, port):
+            if address in upstream or (
+                address.is_unspecified and any(a.is_loopback for a in upstream)
+            ):
+                return True
+    return False
+
+
+def _resolve(host: str, port: int) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return set()  # said when a connection tries it
+    return {ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos}
+
+
+def run(call: Invocation) -> None:
+    """`aioecho proxy` as the command line asked: one process, or a supervisor of --workers."""
+    relay = proxy_config(call.args)
+    workers = worker_count(call.args.workers)
+    if call.role is None and workers > 1:
+        loops.run(supervise(relay.listen, workers, call.argv), call.loop)
+    else:
+        loops.run(run_proxy(relay, call.role), call.loop)

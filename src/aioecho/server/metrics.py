@@ -1,0 +1,290 @@
+"""--metrics HOST:PORT: Prometheus metrics and health checks over HTTP, served on the server's
+own event loop (no thread), on a listener of their own.
+
+    /metrics  the server's counters in Prometheus's text format (prometheus_client), read from
+              the server's statistics at scrape time: nothing is counted twice, and the echo's
+              hot path does nothing for it
+    /healthz  200 while the process serves
+    /readyz   200 while it accepts connections; 503 from the moment draining starts, so that a
+              balancer stops sending before connections are cut
+
+HTTP is parsed by h11, bounded: a request head of at most 8 KiB (431 past it), 10 s to send
+it, 64 clients at once (a 65th makes the one that has waited longest for its request leave, so
+that idle connections cannot keep a health probe out), pipelined requests answered in turn with
+flow control, and anything but GET or HEAD of those three paths is a 404 or 405.
+prometheus_client and h11 are an optional extra: `pip install 'aioecho[metrics]'`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import platform
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from ..errors import AioechoError, ListenError
+from ..version import __version__
+
+if TYPE_CHECKING:
+    from .serve import Server
+
+__all__ = ["MetricsEndpoint", "start_metrics"]
+
+_log = logging.getLogger("aioecho.main")
+
+MAX_HEAD: Final = 8 * 1024  # bytes of request line and headers
+REQUEST_TIMEOUT: Final = 10.0  # seconds for a request to arrive whole
+MAX_CLIENTS: Final = 64  # HTTP connections at once; more are closed at once
+MISSING = "--metrics needs prometheus_client and h11: pip install 'aioecho[metrics]'"
+
+
+class _ServerCollector:
+    """The server's statistics as Prometheus metric families, built at each scrape."""
+
+    def __init__(self, endpoint: MetricsEndpoint, loop_name: str) -> None:
+        self._endpoint = endpoint
+        self._loop_name = loop_name
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            InfoMetricFamily,
+        )
+
+        server = self._endpoint.server
+        if server is None:  # still starting up
+            return
+        stats = server.stats()
+        counters = (
+            ("connections_accepted", "Connections taken on", stats.accepted),
+            ("connections_refused", "Closed at once (--max-connections)", stats.refused),
+            ("connections_idle_closed", "Closed by --idle-timeout", stats.idle_closed),
+            ("connections_reset", "Lost with an error (reset, broken pipe)", stats.resets),
+            (
+                "connections_checks",
+                "Ended before any data: health checks, port probes (not in connections_reset)",
+                stats.checks,
+            ),
+            ("received_bytes", "Payload bytes received", stats.bytes_in),
+            ("sent_bytes", "Payload bytes echoed", stats.bytes_out),
+            ("datagrams_echoed", "UDP datagrams echoed", stats.datagrams_echoed),
+            ("datagrams_dropped", "UDP datagrams dropped (--udp-rate)", stats.datagrams_dropped),
+        )
+        for name, text, value in counters:
+            yield CounterMetricFamily(f"aioecho_{name}", text, value=value)
+        faults = stats.faults()
+        if faults:
+            fired = CounterMetricFamily(
+                "aioecho_faults_fired", "Faults that fired, by fault", labels=["fault"]
+            )
+            for kind, count in faults.items():
+                fired.add_metric([kind], count)
+            yield fired
+        yield GaugeMetricFamily("aioecho_connections_open", "Connections open now", stats.active)
+        yield GaugeMetricFamily(
+            "aioecho_ready", "1 while accepting, 0 once draining", 0 if server.draining else 1
+        )
+        yield InfoMetricFamily(
+            "aioecho_build",
+            "Version, event loop and Python",
+            value={
+                "version": __version__,
+                "loop": self._loop_name,
+                "python": platform.python_version(),
+            },
+        )
+
+
+class _HttpProtocol(asyncio.Protocol):
+    """One HTTP/1.1 client connection, requests answered in turn (keep-alive)."""
+
+    def __init__(self, endpoint: MetricsEndpoint) -> None:
+        import h11
+
+        self._h11 = h11
+        self._endpoint = endpoint
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self._timer: asyncio.TimerHandle | None = None
+        self.transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        clients = self._endpoint.clients
+        if len(clients) >= MAX_CLIENTS:
+            # Full: the client that has waited longest without a whole request makes room, so
+            # that idle or half-sent connections cannot keep a health probe out.
+            oldest = next(iter(clients))
+            del clients[oldest]
+            oldest.abort()
+        clients[self.transport] = None
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, self.transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        self._conn.receive_data(data)
+        self._process()
+
+    def _process(self) -> None:
+        """Answer every whole request received, pipelined ones included, in a loop (a client
+        may send thousands in one write: no recursion)."""
+        h11 = self._h11
+        conn = self._conn
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError:
+                self._send_error(400, b"bad request\n")
+                return
+            if event is h11.NEED_DATA:
+                return
+            if event is h11.PAUSED:
+                if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+                    conn.start_next_cycle()
+                    self._touch()
+                    continue
+                if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                    self.transport.close()
+                return
+            if isinstance(event, h11.Request):
+                if _head_size(event) > MAX_HEAD:
+                    self._send_error(431, b"request header fields too large\n")
+                    return
+                self._answer(event)
+                if conn.our_state is h11.MUST_CLOSE:
+                    self.transport.close()
+                    return
+            elif isinstance(event, h11.ConnectionClosed):
+                self.transport.close()
+                return
+
+    def _touch(self) -> None:
+        """A whole request answered: the client goes to the back of the eviction order."""
+        clients = self._endpoint.clients
+        if self.transport in clients:
+            del clients[self.transport]
+            clients[self.transport] = None
+        self._arm()
+
+    def eof_received(self) -> bool:
+        return False  # a client that is done: close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._endpoint.clients.pop(self.transport, None)
+
+    def pause_writing(self) -> None:  # a client that sends requests and reads no answer
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.transport.resume_reading()
+
+    def _answer(self, request: Any) -> None:
+        method = request.method.decode("ascii", "replace")
+        path = request.target.decode("ascii", "replace").split("?", 1)[0]
+        handler = self._endpoint.routes.get(path)
+        if handler is None:
+            status, kind, body = 404, "text/plain; charset=utf-8", b"not found\n"
+        elif method not in ("GET", "HEAD"):
+            status, kind, body = 405, "text/plain; charset=utf-8", b"method not allowed\n"
+        else:
+            status, kind, body = handler()
+        self._send(status, kind, b"" if method == "HEAD" else body, len(body))
+
+    def _send(self, status: int, kind: str, body: bytes, length: int) -> None:
+        h11 = self._h11
+        headers = [("content-type", kind), ("content-length", str(length))]
+        if status == 405:
+            headers.append(("allow", "GET, HEAD"))
+        reason = http.HTTPStatus(status).phrase.encode()
+        response = h11.Response(status_code=status, headers=headers, reason=reason)
+        self.transport.write(self._conn.send(response))
+        if body:
+            self.transport.write(self._conn.send(h11.Data(data=body)))
+        self.transport.write(self._conn.send(h11.EndOfMessage()))
+
+    def _send_error(self, status: int, body: bytes) -> None:
+        if self._conn.our_state in (self._h11.IDLE, self._h11.SEND_RESPONSE):
+            self._send(status, "text/plain; charset=utf-8", body, len(body))
+        self.transport.close()
+
+
+class MetricsEndpoint:
+    """The HTTP listener for /metrics, /healthz and /readyz of one server. It opens before the
+    server does (so that every listener is open before the listening lines): until `server` is
+    set, /readyz says 503 and /metrics has only the process's figures."""
+
+    def __init__(self, loop_name: str, server: Server | None = None) -> None:
+        try:
+            import h11  # noqa: F401
+            from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+            from prometheus_client.exposition import CONTENT_TYPE_LATEST
+        except ImportError:
+            raise AioechoError(MISSING) from None
+        self.server = server
+        self._registry = CollectorRegistry()
+        self._registry.register(_ServerCollector(self, loop_name))
+        ProcessCollector(registry=self._registry)
+        self._generate = generate_latest
+        self._content_type = CONTENT_TYPE_LATEST
+        self.routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
+            "/metrics": self._metrics,
+            "/healthz": lambda: (200, "text/plain; charset=utf-8", b"ok\n"),
+            "/readyz": self._ready,
+        }
+        self._listener: asyncio.Server | None = None
+        # open HTTP connections, the one that waited longest for its request first
+        self.clients: dict[asyncio.Transport, None] = {}
+
+    def _metrics(self) -> tuple[int, str, bytes]:
+        return 200, self._content_type, self._generate(self._registry)
+
+    def _ready(self) -> tuple[int, str, bytes]:
+        if self.server is None:
+            return 503, "text/plain; charset=utf-8", b"starting\n"
+        if self.server.draining:
+            return 503, "text/plain; charset=utf-8", b"draining\n"
+        return 200, "text/plain; charset=utf-8", b"ready\n"
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        try:
+            self._listener = await loop.create_server(lambda: _HttpProtocol(self), host, port)
+        except OSError as err:
+            raise ListenError(f"{host} port {port} (--metrics)", err) from None
+        return cast(tuple[str, int], self._listener.sockets[0].getsockname()[:2])
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            for client in list(self.clients):  # keep-alive scrapers: not waited for
+                client.abort()
+            await self._listener.wait_closed()
+
+
+async def start_metrics(
+    where: tuple[str, int], loop_name: str, level: int, server: Server | None = None
+) -> MetricsEndpoint:
+    """Serve metrics and health at where (the server's once it is set); log the line scripts
+    read the port from."""
+    endpoint = MetricsEndpoint(loop_name, server)
+    host, port = await endpoint.start(*where)
+    _log.log(level, "metrics on http://%s/metrics (and /healthz, /readyz)", _url_host(host, port))
+    return endpoint
+
+
+def _head_size(request: Any) -> int:
+    """About the bytes of a request's head (h11 bounds it only while incomplete)."""
+    size = len(request.method) + len(request.target) + 12
+    return size + sum(len(name) + len(value) + 4 for name, value in request.headers)
+
+
+def _url_host(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
