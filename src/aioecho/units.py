@@ -76,7 +76,7 @@ def parse_seconds(text: str) -> float:
         )
     value = sum(
         float(match.group(0)[: len(match.group(0)) - len(unit)]) * scale
-        for match, unit, scale in zip(parts, units, scales)
+        for match, unit, scale in zip(parts, units, scales, strict=True)
     )
     if not 0 <= value < float("inf"):
         raise ConfigError(f"invalid duration {text!r}: must be zero or more seconds")

@@ -11,8 +11,8 @@ from ..errors import ConfigError
 from ..logs import LOG_FORMATS
 from ..options import Parser, checked, common_options, given, trace_option
 from ..units import (
-    parse_byte_rate,
     format_size,
+    parse_byte_rate,
     parse_count,
     parse_mode,
     parse_probability,
