@@ -35,7 +35,7 @@ def test_a_bad_value_is_one_line(args: tuple[str, ...], message: str) -> None:
     assert result.returncode == 2, result.stderr
     lines = result.stderr.decode().splitlines()
     assert b"Traceback" not in result.stderr
-    assert lines[-1].startswith(f"aioecho: error: {message}"), lines
+    assert lines[-1].startswith(f"aioecho server: error: {message}"), lines
 
 
 def test_a_refused_backlog_leaves_no_unix_socket_file(tmp_path: Path) -> None:

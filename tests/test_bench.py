@@ -95,7 +95,9 @@ def delayed_server() -> Iterator[int]:
 
 
 def test_fixed_rate_against_a_known_delay(delayed_server: int) -> None:
-    rc, r = bench(delayed_server, "--rate", "200", "-c", "4", "--duration", "2", "--warmup", "0.3")
+    rc, r = bench(
+        delayed_server, "--rate", "200", "--connections", "4", "--duration", "2", "--warmup", "0.3"
+    )
     assert rc == 0
     assert 20_000 <= r["p50_us"] <= 26_000  # the injected 20 ms, plus loopback and scheduling
     assert r["min_us"] >= 20_000
@@ -106,7 +108,9 @@ def test_fixed_rate_against_a_known_delay(delayed_server: int) -> None:
 
 def test_open_loop_shows_a_stall() -> None:
     for port in start_server(delay=0.0, stall_after=1.0, stall=1.0):
-        rc, r = bench(port, "--rate", "200", "-c", "4", "--duration", "2.5", "--warmup", "0.2")
+        rc, r = bench(
+            port, "--rate", "200", "--connections", "4", "--duration", "2.5", "--warmup", "0.2"
+        )
         assert rc == 0
         assert r["max_us"] >= 950_000  # the first request caught waited the whole second
         assert r["p99_us"] >= 500_000  # a fifth of the requests were queued behind the stall
@@ -115,14 +119,14 @@ def test_open_loop_shows_a_stall() -> None:
 
 def test_mismatch_is_counted_and_fails() -> None:
     for port in start_server(corrupt=True):
-        rc, r = bench(port, "-c", "3", "--duration", "0.5", "--warmup", "0")
+        rc, r = bench(port, "--connections", "3", "--duration", "0.5", "--warmup", "0")
         assert rc == 1
         assert r["mismatches"] == 3  # one per connection, which is then closed
 
 
 def test_spawn_prints_a_table() -> None:
     result = run_cli(
-        "bench", "--spawn", "--duration", "1", "--warmup", "0.2", "-c", "4", timeout=60
+        "bench", "--spawn", "--duration", "1", "--warmup", "0.2", "--connections", "4", timeout=60
     )
     assert result.returncode == 0, result.stderr
     header, row = result.stdout.decode().splitlines()
@@ -136,7 +140,9 @@ def test_spawn_prints_a_table() -> None:
 
 
 def test_workers_merge_their_histograms(delayed_server: int) -> None:
-    rc, r = bench(delayed_server, "--workers", "2", "-c", "4", "--requests", "200", "--warmup", "0")
+    rc, r = bench(
+        delayed_server, "--workers", "2", "--connections", "4", "--requests", "200", "--warmup", "0"
+    )
     assert rc == 0
     assert r["requests"] == 200
     assert 20_000 <= r["p50_us"] <= 30_000
@@ -180,7 +186,7 @@ def test_bench_over_unix_and_tls(tmp_path: object) -> None:
 def test_requests_never_answered_are_timeouts() -> None:
     for port in start_server(delay=30.0):  # echoes long after the bench gives up
         rc, r = bench(
-            port, "-c", "3", "--pipeline", "2", "--duration", "0.3", "--warmup", "0",
+            port, "--connections", "3", "--pipeline", "2", "--duration", "0.3", "--warmup", "0",
             "--timeout", "1",
         )  # fmt: skip
         assert rc == 1
@@ -230,7 +236,7 @@ def test_a_server_that_closes_mid_run_fails_the_run(loop_name: str) -> None:
     from the bench's own start, not the server's, which a slow start-up used to overrun."""
     for port in serve_in_thread(lambda start: lambda: ClosingEcho(None, after=0.7)):
         result = run_cli(
-            "bench", "-q", "--port", str(port), "--host", "127.0.0.1", "--json", "-c", "4",
+            "bench", "-q", "--port", str(port), "--host", "127.0.0.1", "--json", "--connections", "4",
             "--duration", "5", "--warmup", "0.2", "--loop", loop_name, timeout=60,
         )  # fmt: skip
         assert result.returncode == 1, result.stderr
@@ -239,7 +245,10 @@ def test_a_server_that_closes_mid_run_fails_the_run(loop_name: str) -> None:
         assert r["closed"] >= 4  # each connection had a request in flight (closed loop)
         assert r["errors"] >= r["closed"]
         assert r["elapsed_s"] < 2.0  # the run ends once no connection is left
-        assert error_line(result) == "aioecho: error: the server closed every connection (4 of 4)"
+        assert (
+            error_line(result)
+            == "aioecho bench: error: the server closed every connection (4 of 4)"
+        )
 
 
 def test_a_server_that_closes_at_once_is_named_and_no_traceback(loop_name: str) -> None:
@@ -251,7 +260,7 @@ def test_a_server_that_closes_at_once_is_named_and_no_traceback(loop_name: str) 
             )  # fmt: skip
             assert b"Traceback" not in result.stderr, result.stderr
             assert error_line(result) == (
-                "aioecho: error: the server closed every connection (10 of 10)"
+                "aioecho bench: error: the server closed every connection (10 of 10)"
             )
 
 
@@ -268,12 +277,12 @@ def test_against_socat_running_true(loop_name: str) -> None:
     try:
         wait_for_port(port)
         result = run_cli(
-            "bench", "-q", "--port", str(port), "--host", "127.0.0.1", "-c", "2",
+            "bench", "-q", "--port", str(port), "--host", "127.0.0.1", "--connections", "2",
             "--duration", "5", "--loop", loop_name, timeout=30,
         )  # fmt: skip
         assert b"Traceback" not in result.stderr, result.stderr
         assert error_line(result).startswith(
-            "aioecho: error: the server closed every connection (2 of 2"
+            "aioecho bench: error: the server closed every connection (2 of 2"
         )  # socat's close may come as a reset, when a request is still unread
     finally:
         end_group(proc)
@@ -284,7 +293,9 @@ def test_every_request_scheduled_in_the_window_is_accounted_for() -> None:
     """Open loop against a server slower than the window's tail: requests scheduled near the end
     are answered after it, and are measured all the same (not silently dropped)."""
     for port in start_server(delay=0.3):
-        rc, r = bench(port, "--rate", "100", "-c", "2", "--duration", "1", "--warmup", "0")
+        rc, r = bench(
+            port, "--rate", "100", "--connections", "2", "--duration", "1", "--warmup", "0"
+        )
         assert rc == 0, r
         assert 99 <= r["requests"] <= 101  # 100 scheduled in one second at 100/s
         assert r["min_us"] >= 300_000
@@ -293,7 +304,7 @@ def test_every_request_scheduled_in_the_window_is_accounted_for() -> None:
 def test_requests_scheduled_but_never_answered_fail_the_run() -> None:
     for port in start_server(delay=0.0, stall_after=0.5, stall=30.0):
         rc, r = bench(
-            port, "--rate", "100", "-c", "2", "--duration", "1", "--warmup", "0",
+            port, "--rate", "100", "--connections", "2", "--duration", "1", "--warmup", "0",
             "--timeout", "1",
         )  # fmt: skip
         assert rc == 1
@@ -334,8 +345,8 @@ def test_open_loop_counts_what_the_in_flight_cap_keeps_back() -> None:
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["--size", "1GiB"], "aioecho: error: --size 1073741824: at most 64MiB"),
-        (["-c", "100000"], "aioecho: error: --connections 100000: at most 50000"),
+        (["--size", "1GiB"], "aioecho bench: error: --size 1073741824: at most 64MiB"),
+        (["--connections", "100000"], "aioecho bench: error: --connections 100000: at most 50000"),
     ],
 )
 def test_counts_have_upper_bounds(args: list[str], line: str) -> None:

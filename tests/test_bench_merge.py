@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aioecho.bench.engine import BenchResult, merge
+from aioecho.bench.result import BenchResult, merge
 from support import ServerProcess, run_cli
 
 
@@ -55,12 +55,12 @@ def test_results_of_different_loads_do_not_merge(tmp_path: Path) -> None:
     result = run_cli("bench", "merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
     assert result.returncode == 1
     assert result.stderr.decode().splitlines() == [
-        "aioecho: error: the results measured different loads (size differs)"
+        "aioecho bench merge: error: the results measured different loads (size differs)"
     ]
     (tmp_path / "c.json").write_text('{"not": "a report"}')
     result = run_cli("bench", "merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"))
     assert result.stderr.decode().splitlines() == [
-        f"aioecho: error: {tmp_path / 'c.json'}: config: missing: not the output of aioecho "
+        f"aioecho bench merge: error: {tmp_path / 'c.json'}: config: missing: not the output of aioecho "
         "bench --json"
     ]
 
@@ -106,7 +106,7 @@ def test_a_damaged_report_is_one_line(tmp_path: Path) -> None:
     result = run_cli("bench", "merge", str(tmp_path / "d.json"))
     assert result.returncode == 1
     assert result.stderr.decode().splitlines() == [
-        f"aioecho: error: {tmp_path / 'd.json'}: exact.histogram.buckets: no bucket '99999999': "
+        f"aioecho bench merge: error: {tmp_path / 'd.json'}: exact.histogram.buckets: no bucket '99999999': "
         "not the output of aioecho bench --json"
     ]
     for bad in ("@nan", "@-1", "@1e30"):
@@ -152,7 +152,9 @@ def test_every_damaged_field_is_one_line_naming_file_and_field(tmp_path: Path) -
         result = run_cli("bench", "merge", str(path), timeout=60)
         lines = result.stderr.decode().splitlines()
         assert result.returncode == 1, (path, lines)
-        assert len(lines) == 1 and lines[0].startswith(f"aioecho: error: {path}: "), lines
+        assert len(lines) == 1 and lines[0].startswith(f"aioecho bench merge: error: {path}: "), (
+            lines
+        )
         assert "Traceback" not in result.stderr.decode()
     (tmp_path / "good.json").write_text(json.dumps(good))
     assert run_cli("bench", "merge", str(tmp_path / "good.json")).returncode == 0

@@ -159,7 +159,7 @@ def test_tls_resume_needs_tls_and_new_connections(args: list[str]) -> None:
     result = run_cli("bench", "--tls-resume", *args)
     assert result.returncode == 2
     assert result.stderr.decode().splitlines()[-1] == (
-        "aioecho: error: --tls-resume resumes TLS sessions on new connections: it goes with "
+        "aioecho bench: error: --tls-resume resumes TLS sessions on new connections: it goes with "
         "--tls and --new-connection"
     )
 

@@ -45,7 +45,7 @@ def check(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[int, dict[s
     """Run `aioecho check`; return its exit status, its JSON report and its stdout."""
     report = tmp_path / "report.json"
     result = subprocess.run(
-        aioecho_command("check", *args, "--json", str(report)),
+        aioecho_command("check", *args, "--json-file", str(report)),
         capture_output=True,
         timeout=timeout,
         check=False,
@@ -71,7 +71,7 @@ def test_aioecho_server_passes_every_case(tmp_path: Path, loop_name: str) -> Non
         junit = tmp_path / "check.xml"
         status, report, out = check(
             tmp_path, "--host", "127.0.0.1", "--port", str(server.port), "--tcp", "--udp",
-            "--junit", str(junit), *QUICK,
+            "--junit-file", str(junit), *QUICK,
         )  # fmt: skip
     assert verdicts(report) == dict.fromkeys(TCP | UDP, "OK"), report
     assert status == 0
@@ -243,7 +243,7 @@ def test_a_server_that_is_not_there_fails_every_case_quickly(tmp_path: Path) -> 
         (["--udp", "--tls"], "--udp does not go with --tls or --unix"),
         (["--large", "1"], "--large must be 1KiB to 4GiB"),
         (["--idle-probe", "0.5"], "--idle-probe must be 1 to 86400 seconds"),
-        (["--json", "-", "--junit", "-"], "--json - and --junit - cannot both write"),
+        (["--json", "--junit"], "--json and --junit cannot both print on standard output"),
     ],
 )
 def test_usage_errors_are_one_line(args: list[str], message: str) -> None:
@@ -258,7 +258,7 @@ def test_json_on_stdout_moves_the_table_to_stderr(tmp_path: Path) -> None:
         server.start()
         result = run_cli(
             "check", "--host", "127.0.0.1", "--port", str(server.port), "--only", "basic,binary",
-            "--json", "-",
+            "--json",
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -398,7 +398,7 @@ def test_check_against_a_flooding_udp_peer_stays_bounded(tmp_path: Path) -> None
             aioecho_command(
                 "check", "--host", "127.0.0.1", "--port", port, "--udp", "--only", "udp-basic",
                 "--only", "udp-sizes", "--only", "udp-burst", "--only", "udp-idle-probe",
-                "--idle-probe", "1", "--json", str(tmp_path / "r.json"),
+                "--idle-probe", "1", "--json-file", str(tmp_path / "r.json"),
             ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -431,7 +431,7 @@ def test_an_interrupted_check_leaves_valid_reports(tmp_path: Path, sig: int, sta
             aioecho_command(
                 "check", "--host", "127.0.0.1", "--port", str(server.port), "--only", "basic",
                 "--only", "idle", "--only", "idle-probe", "--idle", "60", "--idle-probe", "5",
-                "--json", str(json_path), "--junit", str(junit_path),
+                "--json-file", str(json_path), "--junit-file", str(junit_path),
             ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -443,7 +443,7 @@ def test_an_interrupted_check_leaves_valid_reports(tmp_path: Path, sig: int, sta
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == status, err
-    assert err.splitlines()[-1] == "aioecho: interrupted"
+    assert err.splitlines()[-1] == "aioecho check: interrupted"
     report = json.loads(json_path.read_text())
     assert verdicts(report) == {"basic": "OK", "idle": "SKIPPED", "idle-probe": "SKIPPED"}
     assert detail(report, "idle") == "interrupted"
@@ -458,15 +458,17 @@ def test_unresolvable_names_and_unwritable_reports_are_one_line_at_once(tmp_path
     result = run_cli("check", "--host", "nosuch.invalid", "--only", "concurrency")
     assert result.returncode == 1
     (line,) = result.stderr.decode().splitlines()
-    assert line.startswith("aioecho: error: cannot resolve host 'nosuch.invalid': "), line
+    assert line.startswith("aioecho check: error: cannot resolve host 'nosuch.invalid': "), line
     assert time.monotonic() - started < WAIT
     for option, path, why in (
-        ("--json", "/nonexistent/x.json", "no such directory '/nonexistent'"),
-        ("--junit", str(tmp_path), "is a directory"),
+        ("--json-file", "/nonexistent/x.json", "no such directory '/nonexistent'"),
+        ("--junit-file", str(tmp_path), "is a directory"),
     ):
         refused = run_cli("check", "--port", "1", option, path)
         assert refused.returncode == 2
-        assert refused.stderr.decode().splitlines() == [f"aioecho: error: {option} {path}: {why}"]
+        assert refused.stderr.decode().splitlines() == [
+            f"aioecho check: error: {option} {path}: {why}"
+        ]
 
 
 @pytest.mark.timeout(120)
@@ -524,7 +526,9 @@ def test_minus_6_reaches_the_ipv6_address_and_refuses_an_ipv4_one(tmp_path: Path
     assert report["cases"][0]["remote"] == f"::1 port {server.port}"
     refused = run_cli("check", "--host", "127.0.0.1", "-6", "--only", "basic")
     assert refused.returncode == 1
-    assert refused.stderr.decode().startswith("aioecho: error: cannot resolve host '127.0.0.1'")
+    assert refused.stderr.decode().startswith(
+        "aioecho check: error: cannot resolve host '127.0.0.1'"
+    )
 
 
 def test_a_verdict_that_depends_on_the_address_is_said() -> None:
@@ -550,7 +554,7 @@ def test_the_html_report_renders_in_chromium_with_its_figures(tmp_path: Path) ->
         status, report, _ = check(
             tmp_path, "--host", "127.0.0.1", "--port", str(server.port), "--tcp", "--udp",
             "--only", "basic", "--only", "large", "--only", "udp-sizes", "--large", "1MiB",
-            "--html", str(page),
+            "--html-file", str(page),
         )  # fmt: skip
     assert status == 0
     html_text = page.read_text()

@@ -132,7 +132,9 @@ def test_client_detects_a_wrong_echo() -> None:
 
         threading.Thread(target=corrupt, daemon=True).start()
         result = run_cli("client", "--port", str(listener.getsockname()[1]), "hello")
-    assert error_line(result) == "aioecho: error: the echo differs from what was sent at byte 3"
+    assert (
+        error_line(result) == "aioecho client: error: the echo differs from what was sent at byte 3"
+    )
 
 
 def test_stream_client_detects_a_wrong_echo() -> None:
@@ -149,7 +151,7 @@ def test_stream_client_detects_a_wrong_echo() -> None:
             "client", "--port", str(listener.getsockname()[1]), "-", input=b"abcdefghij"
         )
     assert result.returncode == 1
-    assert b"aioecho: error: the echo differs from what was sent at byte 0" in result.stderr
+    assert b"aioecho client: error: the echo differs from what was sent at byte 0" in result.stderr
     assert b"Traceback" not in result.stderr
 
 
@@ -159,7 +161,9 @@ def test_client_times_out_on_silence() -> None:
         result = run_cli("client", "--port", str(port), "--timeout", "0.5", "hello")
         result_stream = run_cli("client", "--port", str(port), "--timeout", "0.5", "-", input=b"x")
     for res in (result, result_stream):
-        assert error_line(res) == "aioecho: error: the server sent nothing for 0.5s (--timeout)"
+        assert (
+            error_line(res) == "aioecho client: error: the server sent nothing for 0.5s (--timeout)"
+        )
 
 
 def test_client_connection_refused() -> None:
@@ -167,7 +171,7 @@ def test_client_connection_refused() -> None:
         port = listener.getsockname()[1]
     result = run_cli("client", "--host", "127.0.0.1", "--port", str(port))
     assert error_line(result) == (
-        f"aioecho: error: cannot connect to 127.0.0.1 port {port}: connection refused"
+        f"aioecho client: error: cannot connect to 127.0.0.1 port {port}: connection refused"
     )
 
 
@@ -185,7 +189,7 @@ def test_client_server_resets() -> None:
         threading.Thread(target=reset, daemon=True).start()
         result = run_cli("client", "--port", str(listener.getsockname()[1]), "hello")
     assert error_line(result) == (
-        "aioecho: error: the server reset the connection without echoing (5 bytes sent)"
+        "aioecho client: error: the server reset the connection without echoing (5 bytes sent)"
     )
 
 
@@ -194,7 +198,7 @@ def test_port_in_use() -> None:
         port = listener.getsockname()[1]
         result = run_cli("server", "--host", "127.0.0.1", "--port", str(port))
     assert error_line(result) == (
-        f"aioecho: error: cannot listen on 127.0.0.1 port {port}: address already in use"
+        f"aioecho server: error: cannot listen on 127.0.0.1 port {port}: address already in use"
     )
 
 
@@ -202,7 +206,7 @@ def test_address_not_on_this_machine() -> None:
     # 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never assigned locally; bind fails, nothing is sent.
     result = run_cli("server", "--host", "192.0.2.1", "--port", "0")
     assert error_line(result) == (
-        "aioecho: error: cannot listen on 192.0.2.1 port 0: cannot assign requested address"
+        "aioecho server: error: cannot listen on 192.0.2.1 port 0: cannot assign requested address"
     )
 
 
@@ -220,7 +224,7 @@ def test_privileged_port_refused() -> None:
         check=False,
     )
     assert error_line(result) == (
-        "aioecho: error: cannot listen on 127.0.0.1 port 1: permission denied"
+        "aioecho server: error: cannot listen on 127.0.0.1 port 1: permission denied"
     )
 
 
@@ -228,7 +232,7 @@ def test_host_that_does_not_resolve() -> None:
     result = run_cli("server", "--host", "no-such-host.invalid", "--port", "0")
     assert result.returncode == 1
     line = result.stderr.decode().splitlines()[-1]
-    assert line.startswith("aioecho: error: cannot resolve host 'no-such-host.invalid': ")
+    assert line.startswith("aioecho server: error: cannot resolve host 'no-such-host.invalid': ")
 
 
 @pytest.mark.parametrize(
@@ -283,8 +287,14 @@ def test_a_reset_peer_is_one_log_line() -> None:
             "aioecho server: error: unknown option --work; did you mean --workers? "
             "(see aioecho server --help)",
         ),
-        (["server", "--max-buffer", "0"], "aioecho: error: --max-buffer must be 1 byte to 1GiB"),
-        (["bench", "--duration", "0"], "aioecho: error: --duration must be more than 0 seconds"),
+        (
+            ["server", "--max-buffer", "0"],
+            "aioecho server: error: --max-buffer must be 1 byte to 1GiB",
+        ),
+        (
+            ["bench", "--duration", "0"],
+            "aioecho bench: error: --duration must be more than 0 seconds",
+        ),
         (["server", "--workers", "100000"], None),  # the bound depends on the CPUs
     ],
 )
@@ -294,7 +304,7 @@ def test_usage_errors_are_one_line_naming_a_real_flag(args: list[str], line: str
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1, lines
     if line is None:
-        assert lines[0].startswith("aioecho: error: --workers 100000: at most "), lines
+        assert lines[0].startswith("aioecho server: error: --workers 100000: at most "), lines
     else:
         assert lines[0] == line
 
@@ -340,7 +350,7 @@ def test_client_stream_ends_when_its_reader_goes_away(loop_name: str, tmp_path: 
             )
         assert len(got) == 10
         assert status == 1
-        assert lines == ["aioecho: error: cannot write to standard output: broken pipe"]
+        assert lines == ["aioecho client: error: cannot write to standard output: broken pipe"]
         assert server.stop() == 0
 
 
@@ -389,7 +399,7 @@ def test_client_stream_with_stdin_closed_is_an_empty_stream(loop_name: str) -> N
 def test_conflicting_options_are_refused(args: list[str], line: str) -> None:
     result = run_cli(*args)
     assert result.returncode == 2
-    assert result.stderr.decode().splitlines() == [f"aioecho: error: {line}"]
+    assert result.stderr.decode().splitlines() == [f"aioecho {args[0]}: error: {line}"]
 
 
 def test_bench_help_explains_every_option() -> None:

@@ -35,7 +35,7 @@ def test_delay_shows_in_the_bench_p50(loop_name: str) -> None:
         server.start()
         result = run_cli(
             "bench", "-q", "--host", "127.0.0.1", "--port", str(server.port), "--rate", "100",
-            "-c", "2", "--duration", "1", "--warmup", "0", "--json",
+            "--connections", "2", "--duration", "1", "--warmup", "0", "--json",
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         r = json.loads(result.stdout)["result"]

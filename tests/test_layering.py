@@ -36,7 +36,7 @@ ALLOWED = {
 PURE = {
     "version", "errors", "addresses", "units", "histogram", "roles",
     "server.config", "server.ratelimit", "server.stats", "server.proxyheader",
-    "client.config", "bench.config", "ping.config", "ping.stats",
+    "client.config", "bench.config", "bench.result", "ping.config", "ping.stats",
     "check.config", "check.report", "check.html", "proxy.config",
 }  # fmt: skip
 FORBIDDEN = {"asyncio", "socket", "ssl", "selectors", "uvloop"}

@@ -204,7 +204,7 @@ def test_worker_metrics_ports_past_65535_are_refused() -> None:
     result = run_cli("server", "--port", "0", "--workers", "4", "--metrics", "127.0.0.1:65534")
     assert result.returncode == 2, result.stderr
     assert result.stderr.decode().splitlines()[-1] == (
-        "aioecho: error: --metrics port 65534 with 4 workers: worker 4 would serve on port "
+        "aioecho server: error: --metrics port 65534 with 4 workers: worker 4 would serve on port "
         "65537 (each worker takes the next port; at most 65535)"
     )
 

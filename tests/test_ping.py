@@ -218,7 +218,7 @@ def test_a_wrong_echo_is_a_mismatch_and_fails() -> None:
         assert lines[1] == "seq=1 mismatch"
         assert lines[2].startswith(f"reconnected to 127.0.0.1 port {port} (connect ")
         assert lines[3] == "seq=2 mismatch"
-        assert error_line(result) == "aioecho: error: 2 answers were not what was sent"
+        assert error_line(result) == "aioecho ping: error: 2 answers were not what was sent"
 
 
 def test_each_udp_fault_is_counted_as_its_own_kind() -> None:
@@ -279,7 +279,7 @@ def test_a_closed_port_is_refused_probe_by_probe(udp: bool, loop_name: str) -> N
     lines = result.stdout.decode().splitlines()
     assert lines[1:4] == ["seq=1 refused", "seq=2 refused", "seq=3 refused"]
     assert "3 probes sent, 0 received, 3 lost (100% loss)" in lines[6]
-    assert error_line(result) == "aioecho: error: no answer to any of 3 probes"
+    assert error_line(result) == "aioecho ping: error: no answer to any of 3 probes"
 
 
 def test_new_connection_times_each_phase_over_tls(tmp_path: Any) -> None:
@@ -402,7 +402,7 @@ def wait_listening(port: int) -> None:
 def test_usage_errors(args: list[str], line: str) -> None:
     result = run_cli("ping", *args)
     assert result.returncode == 2
-    assert result.stderr.decode().splitlines() == [f"aioecho: error: {line}"]
+    assert result.stderr.decode().splitlines() == [f"aioecho ping: error: {line}"]
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "1e-9", "4000", "abc"])
@@ -473,7 +473,7 @@ def test_a_stalled_stream_times_out_and_the_next_probe_reconnects() -> None:
         probes = [line for line in lines[1:] if line.startswith("seq=")]
         assert probes == ["seq=1 timeout", "seq=2 timeout", "seq=3 timeout"]
         assert [line for line in lines if line.startswith("reconnected to")]  # after each
-        assert error_line(result) == "aioecho: error: no answer to any of 3 probes"
+        assert error_line(result) == "aioecho ping: error: no answer to any of 3 probes"
 
 
 def test_a_reader_that_goes_away_ends_ping_in_one_line() -> None:
@@ -486,7 +486,7 @@ def test_a_reader_that_goes_away_ends_ping_in_one_line() -> None:
         )
         assert got.startswith(b"PING ")
         assert status == 1
-        assert lines == ["aioecho: error: cannot write to standard output: broken pipe"]
+        assert lines == ["aioecho ping: error: cannot write to standard output: broken pipe"]
         assert server.stop() == 0
 
 

@@ -91,7 +91,7 @@ def test_faults_apply_to_what_comes_back(cat_service: int) -> None:
             "client", "-q", "--host", "127.0.0.1", "--port", str(relay.port), "x" * 300
         )
         assert error_line(result) == (
-            "aioecho: error: the server reset the connection after echoing 100 of 300 bytes"
+            "aioecho client: error: the server reset the connection after echoing 100 of 300 bytes"
         )
         assert relay.stop() == 0
 
@@ -101,7 +101,7 @@ def test_an_upstream_that_refuses_closes_the_client_cleanly() -> None:
         relay.start()
         result = run_cli("client", "-q", "--host", "127.0.0.1", "--port", str(relay.port))
         assert error_line(result) == (
-            "aioecho: error: the server closed the connection without echoing (46 bytes sent)"
+            "aioecho client: error: the server closed the connection without echoing (46 bytes sent)"
         )
         relay.wait_for_line(
             r"^Proxy_127\.0\.0\.1_\d+: upstream 127\.0\.0\.1 port \d+: connection refused$"
@@ -122,7 +122,9 @@ def test_an_upstream_that_resets_resets_the_client() -> None:
         with start_proxy(upstream.getsockname()[1]) as relay:
             relay.start()
             result = run_cli("client", "-q", "--host", "127.0.0.1", "--port", str(relay.port))
-            assert error_line(result).startswith("aioecho: error: the server reset the connection")
+            assert error_line(result).startswith(
+                "aioecho client: error: the server reset the connection"
+            )
             assert relay.stop() == 0
 
 
@@ -205,7 +207,7 @@ def test_proxy_usage_errors() -> None:
     udp = run_cli("proxy", "--to", "127.0.0.1:5", "--udp")
     assert udp.returncode == 2
     assert udp.stderr.decode().splitlines() == [
-        "aioecho: error: the proxy forwards TCP (and TLS, Unix) connections, not UDP"
+        "aioecho proxy: error: the proxy forwards TCP (and TLS, Unix) connections, not UDP"
     ]
 
 

@@ -163,7 +163,7 @@ def test_a_proxy_to_itself_is_refused() -> None:
         result = run_cli("proxy", "--host", "127.0.0.1", "--port", port, "--to", to)
         assert result.returncode == 2, result.stderr
         assert result.stderr.decode().splitlines()[-1] == (
-            f"aioecho: error: --to {to} is the proxy's own listening address: every "
+            f"aioecho proxy: error: --to {to} is the proxy's own listening address: every "
             "connection would open another, without end"
         )
     result = run_cli("proxy", "--host", "0.0.0.0", "--port", port, "--to", f"127.0.0.1:{port}")

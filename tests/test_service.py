@@ -65,10 +65,10 @@ def test_a_port_from_the_environment_and_the_command_line_winning() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"AIOECHO_PORT": "x"}, "aioecho: error: AIOECHO_PORT='x': invalid port 'x'"),
-        ({"AIOECHO_UDP": "maybe"}, "aioecho: error: AIOECHO_UDP='maybe': a flag is 1 or 0"),
-        ({"AIOECHO_LOOP": "tokio"}, "aioecho: error: AIOECHO_LOOP='tokio': must be one of"),
-        ({"AIOECHO_MAX_BUFFER": "0"}, "aioecho: error: --max-buffer must be 1 byte to 1GiB"),
+        ({"AIOECHO_PORT": "x"}, "aioecho server: error: AIOECHO_PORT='x': invalid port 'x'"),
+        ({"AIOECHO_UDP": "maybe"}, "aioecho server: error: AIOECHO_UDP='maybe': a flag is 1 or 0"),
+        ({"AIOECHO_LOOP": "tokio"}, "aioecho server: error: AIOECHO_LOOP='tokio': must be one of"),
+        ({"AIOECHO_MAX_BUFFER": "0"}, "aioecho server: error: --max-buffer must be 1 byte to 1GiB"),
     ],
 )
 def test_a_bad_value_in_the_environment_is_one_line_naming_it(
@@ -105,7 +105,7 @@ def test_a_misspelled_variable_is_a_warning_and_no_longer_a_worker_role() -> Non
         assert echo_once(server.port) == b"hello"
         assert server.stop() == 0
     assert server.lines[0] == (
-        "aioecho: warning: AIOECHO_WORKER names no option of aioecho server; did you mean "
+        "aioecho server: warning: AIOECHO_WORKER names no option of aioecho server; did you mean "
         "AIOECHO_WORKERS?"
     )
 
@@ -130,9 +130,9 @@ def test_socket_activation_refuses_a_host_or_port_given() -> None:
         server.wait_for_line(rf"^Listening on 127\.0\.0\.1:{port} as 3\.$")
         with contextlib.suppress(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
-        line = server.wait_for_line(r"^aioecho: error:")
+        line = server.wait_for_line(r"^aioecho server: error:")
         assert line == (
-            "aioecho: error: socket activation (LISTEN_FDS) hands over the sockets to serve: it "
+            "aioecho server: error: socket activation (LISTEN_FDS) hands over the sockets to serve: it "
             "does not go with --host, --port, --unix or --fd"
         )
 

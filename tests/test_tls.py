@@ -35,7 +35,7 @@ def test_missing_certificate(certs: Certs) -> None:
     result = run_cli("server", "--port", "0", "--tls-cert", missing, "--tls-key", str(certs.key))
     assert result.returncode == 1
     assert last_line(result) == (
-        f"aioecho: error: cannot read TLS certificate {missing}: no such file or directory"
+        f"aioecho server: error: cannot read TLS certificate {missing}: no such file or directory"
     )
 
 
@@ -48,7 +48,7 @@ def test_unreadable_key(certs: Certs, tmp_path: Path) -> None:
         key.mkdir()
     result = run_cli("server", "--port", "0", "--tls-cert", str(certs.cert), "--tls-key", str(key))
     assert result.returncode == 1
-    assert last_line(result).startswith(f"aioecho: error: cannot read TLS key {key}: ")
+    assert last_line(result).startswith(f"aioecho server: error: cannot read TLS key {key}: ")
 
 
 def test_key_that_does_not_match(certs: Certs) -> None:
@@ -57,7 +57,7 @@ def test_key_that_does_not_match(certs: Certs) -> None:
     )
     assert result.returncode == 1
     assert last_line(result) == (
-        f"aioecho: error: TLS key {certs.other_key} does not match certificate {certs.cert}"
+        f"aioecho server: error: TLS key {certs.other_key} does not match certificate {certs.cert}"
     )
 
 
@@ -67,7 +67,7 @@ def test_not_a_certificate(certs: Certs) -> None:
     )
     assert result.returncode == 1
     assert last_line(result) == (
-        f"aioecho: error: TLS certificate {certs.key} holds no PEM certificate (BEGIN line)"
+        f"aioecho server: error: TLS certificate {certs.key} holds no PEM certificate (BEGIN line)"
     )
 
 
@@ -84,14 +84,14 @@ def test_garbage_pem_names_the_file(certs: Certs, tmp_path: Path, which: str) ->
         what = "certificate" if which == "--tls-cert" else "key"
     label = "private key" if which == "--tls-key" else "certificate"
     assert error_line(result) == (
-        f"aioecho: error: TLS {what} {garbage} holds no PEM {label} (BEGIN line)"
+        f"aioecho server: error: TLS {what} {garbage} holds no PEM {label} (BEGIN line)"
     )
 
 
 def test_cert_without_key_is_a_usage_error(certs: Certs) -> None:
     result = run_cli("server", "--tls-cert", str(certs.cert))
     assert result.returncode == 2
-    assert last_line(result) == "aioecho: error: TLS needs both --tls-cert and --tls-key"
+    assert last_line(result) == "aioecho server: error: TLS needs both --tls-cert and --tls-key"
 
 
 def test_bad_peers_get_one_line_each_and_others_are_served(certs: Certs, loop_name: str) -> None:
@@ -107,7 +107,7 @@ def test_bad_peers_get_one_line_each_and_others_are_served(certs: Certs, loop_na
         untrusting = run_cli("client", "--tls", "--port", str(server.port))
         assert untrusting.returncode == 1
         assert last_line(untrusting).startswith(
-            f"aioecho: error: cannot connect to localhost port {server.port}: "
+            f"aioecho client: error: cannot connect to localhost port {server.port}: "
             "certificate verify failed"
         )
         # meanwhile a good client is served
@@ -207,7 +207,7 @@ def test_plain_client_to_tls_port_fails_clearly(certs: Certs) -> None:
         assert result.returncode == 1
         # the server aborts a failed handshake: FIN or RST, depending on what it had unread
         assert last_line(result) in (
-            f"aioecho: error: the server {how} the connection without echoing (46 bytes sent)"
+            f"aioecho client: error: the server {how} the connection without echoing (46 bytes sent)"
             for how in ("closed", "reset")
         )
         assert server.stop() == 0
@@ -323,6 +323,6 @@ def test_a_reset_after_n_bytes_delivers_the_n_bytes_over_tls(
                 "--loop", client_loop, "0123456789abcdef",
             )  # fmt: skip
             assert last_line(result) == (
-                "aioecho: error: the server reset the connection after echoing 10 of 16 bytes"
+                "aioecho client: error: the server reset the connection after echoing 10 of 16 bytes"
             ), result.stderr
         assert server.stop() == 0

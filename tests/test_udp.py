@@ -127,8 +127,8 @@ def test_udp_client_without_server() -> None:
     result = run_cli("client", "--udp", "--port", str(port), "--timeout", "2", "anyone?")
     assert result.returncode == 1
     assert result.stderr.decode().splitlines()[-1] in (
-        f"aioecho: error: cannot connect to localhost port {port} (udp): connection refused",
-        "aioecho: error: no echo of datagram 1 after 4 tries of 0.5s (--timeout, --retries)",
+        f"aioecho client: error: cannot connect to localhost port {port} (udp): connection refused",
+        "aioecho client: error: no echo of datagram 1 after 4 tries of 0.5s (--timeout, --retries)",
     )
 
 
@@ -197,6 +197,6 @@ def test_client_refuses_an_empty_datagram() -> None:
 def test_client_says_a_datagram_is_too_large(one_udp_server: ServerProcess) -> None:
     result = run_cli("client", "-q", "--udp", "--port", str(one_udp_server.port), "x" * 65508)
     assert error_line(result) == (
-        "aioecho: error: datagram 1 (65508 bytes) is over the largest UDP payload "
+        "aioecho client: error: datagram 1 (65508 bytes) is over the largest UDP payload "
         "(65507 bytes over IPv4)"
     )

@@ -54,7 +54,7 @@ def test_live_server_is_not_taken_over(path: str) -> None:
         first.start()
         second = run_cli("server", "--unix", path)
         assert error_line(second) == (
-            f"aioecho: error: cannot listen on {path}: another server is listening there"
+            f"aioecho server: error: cannot listen on {path}: another server is listening there"
         )
         data = pattern_bytes(1 << 20, seed=4)
         result = run_cli("client", "-q", "--unix", path, "-", input=data)
@@ -66,7 +66,7 @@ def test_path_that_is_not_a_socket_is_left_alone(path: str) -> None:
     Path(path).write_text("precious")
     result = run_cli("server", "--unix", path)
     assert error_line(result) == (
-        f"aioecho: error: cannot listen on {path}: the path exists and is not a socket"
+        f"aioecho server: error: cannot listen on {path}: the path exists and is not a socket"
     )
     assert Path(path).read_text() == "precious"
 
@@ -74,7 +74,7 @@ def test_path_that_is_not_a_socket_is_left_alone(path: str) -> None:
 def test_client_to_missing_socket(path: str) -> None:
     result = run_cli("client", "--unix", path)
     assert error_line(result) == (
-        f"aioecho: error: cannot connect to {path}: no such file or directory"
+        f"aioecho client: error: cannot connect to {path}: no such file or directory"
     )
 
 

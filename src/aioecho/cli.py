@@ -15,24 +15,22 @@ from .check import command as check
 from .client import command as client
 from .errors import AioechoError, ConfigError, ExitStatus, Interrupted
 from .logs import configure
-from .options import (
-    ENV_PREFIX,
-    PROXY_ENV_PREFIX,
-    Invocation,
-    Parser,
-    environment_defaults,
-    unknown_environment,
-)
+from .options import ENV_PREFIX, Invocation, Parser, environment, version_option
 from .ping import command as ping
 from .proxy import command as proxy
 from .roles import WorkerRole
 from .server import command as server
-from .version import __version__
 
 __all__ = ["build_parser", "main"]
 
 PROGRAMS = {"server": server, "proxy": proxy, "client": client, "bench": bench, "ping": ping,
             "check": check}  # fmt: skip
+
+EPILOG = """\
+  aioecho bench merge FILE...  merge the --json results of several bench runs into one report
+
+Each COMMAND has its own --help, with examples.
+"""
 
 COMPLETION_EXAMPLES = """\
 examples:
@@ -43,9 +41,13 @@ examples:
 
 def build_parser() -> Parser:
     parser = Parser(
-        prog="aioecho", description="An asyncio echo server and client (asyncio.Protocol)."
+        prog="aioecho",
+        description="An asyncio echo server, client, load generator (bench), prober (ping),\n"
+        "conformance checker (check) and fault-injecting proxy, on asyncio.Protocol.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"aioecho {__version__}")
+    version_option(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for program in PROGRAMS.values():
         program.add_parser(commands)
@@ -88,20 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = raw[0] if raw else ""
     if command in ("server", "proxy"):  # the environment first: it may give a required option
         usage = parser.subcommand(command) or parser
-        prefix = ENV_PREFIX if command == "server" else PROXY_ENV_PREFIX
         try:
-            from_environment = environment_defaults(usage, os.environ, raw, prefix)
+            for warning in environment(usage, raw, ENV_PREFIX if command == "server" else None):
+                print(f"{usage.prog}: warning: {warning}", file=sys.stderr)
         except ConfigError as err:
-            print(f"aioecho: error: {err}", file=sys.stderr)
+            print(f"{usage.prog}: error: {err}", file=sys.stderr)
             return ExitStatus.USAGE
-        if "-h" not in raw and "--help" not in raw:
-            for warning in unknown_environment(usage, os.environ, prefix):
-                print(f"aioecho: warning: {warning}", file=sys.stderr)
-        if from_environment:
-            usage.set_defaults(**from_environment)
-            for action in usage._actions:  # given in the environment: no longer required
-                if action.dest in from_environment:
-                    action.required = False
     args = parser.parse_args(raw)
     usage = parser.subcommand(args.command) or parser
     if args.command == "completion":
@@ -125,16 +119,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         PROGRAMS[args.command].run(Invocation(args, raw, _loop_name(args.loop), role))
     except ConfigError as err:
-        print(f"aioecho: error: {err}", file=sys.stderr)
+        print(f"{usage.prog}: error: {err}", file=sys.stderr)
         return ExitStatus.USAGE
     except Interrupted as err:
-        print("aioecho: interrupted", file=sys.stderr)
+        print(f"{usage.prog}: interrupted", file=sys.stderr)
         return 128 + err.signum
     except AioechoError as err:
-        print(f"aioecho: error: {err}", file=sys.stderr)
+        print(f"{usage.prog}: error: {err}", file=sys.stderr)
         return ExitStatus.FAILURE
     except KeyboardInterrupt:
-        print("aioecho: interrupted", file=sys.stderr)
+        print(f"{usage.prog}: interrupted", file=sys.stderr)
         return ExitStatus.INTERRUPTED
     return ExitStatus.OK
 

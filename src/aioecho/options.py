@@ -6,6 +6,7 @@ with. Below the programs: no program imports cli.py, and this imports no program
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn, cast
@@ -15,6 +16,7 @@ from .addresses import DEFAULT_PORT
 from .errors import ConfigError, ExitStatus
 from .roles import WorkerRole
 from .units import parse_port
+from .version import __version__
 
 __all__ = [
     "ENV_PREFIX",
@@ -24,10 +26,14 @@ __all__ = [
     "Parser",
     "checked",
     "common_options",
+    "environment",
     "environment_defaults",
     "given",
+    "one_on_stdout",
+    "report_options",
     "trace_option",
     "unknown_environment",
+    "version_option",
 ]
 
 
@@ -51,6 +57,8 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        # options another program has and this one does not, with why (a clear refusal)
+        self.not_here: dict[str, str] = {}
 
     def parse_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: None = None
@@ -75,6 +83,8 @@ class Parser(argparse.ArgumentParser):
         if not word.startswith("-") or word == "-":
             return f"unexpected argument {word!r}"
         flag = word.split("=", 1)[0]
+        if flag in self.not_here:
+            return f"no {flag} here: {self.not_here[flag]}"
         known = [o for action in self._actions for o in action.option_strings]
         near = [o for o in known if o.startswith(flag) and flag.startswith("--")]
         if not near:
@@ -125,6 +135,23 @@ def environment_defaults(
         except (argparse.ArgumentTypeError, ValueError) as err:
             raise ConfigError(f"{name}={text!r}: {err}") from None
     return found
+
+
+def environment(parser: Parser, argv: Sequence[str], prefix: str | None) -> list[str]:
+    """Take parser's defaults from the environment (AIOECHO_<OPTION>; prefix None: the proxy's
+    AIOECHO_PROXY_<OPTION>), an option given there being no longer required. Returns a warning
+    for each variable that names no option (not with --help). Raises ConfigError."""
+    prefix = prefix if prefix is not None else PROXY_ENV_PREFIX
+    found = environment_defaults(parser, os.environ, argv, prefix)
+    warnings = []
+    if "-h" not in argv and "--help" not in argv:
+        warnings = unknown_environment(parser, os.environ, prefix)
+    if found:
+        parser.set_defaults(**found)
+        for action in parser._actions:
+            if action.dest in found:
+                action.required = False
+    return warnings
 
 
 def unknown_environment(
@@ -193,13 +220,17 @@ def given(args: argparse.Namespace, *dests: str) -> bool:
     return bool(getattr(args, "given", set()) & set(dests))
 
 
-def common_options(parser: argparse.ArgumentParser) -> None:
+def common_options(
+    parser: argparse.ArgumentParser, *, verbose: str | None, quiet: str, port: str = "TCP port"
+) -> None:
+    """The options every program has: --port, --loop, -q (and -v where it means something),
+    -V. verbose and quiet: what they do in this program, for its help."""
     parser.add_argument(
         "--port",
         action=Given,
         type=checked(parse_port),
         default=DEFAULT_PORT,
-        help="TCP port (default %(default)s)",
+        help=f"{port} (default %(default)s)",
     )
     parser.add_argument(
         "--loop",
@@ -208,10 +239,39 @@ def common_options(parser: argparse.ArgumentParser) -> None:
         help="event loop: auto (uvloop when installed), asyncio or uvloop",
     )
     level = parser.add_mutually_exclusive_group()
-    level.add_argument("-v", "--verbose", action="store_true", help="log every chunk and EOF")
-    level.add_argument(
-        "-q", "--quiet", action="store_true", help="only warnings, errors and listening lines"
-    )
+    if verbose is not None:
+        level.add_argument("-v", "--verbose", action="store_true", help=verbose)
+    else:
+        parser.set_defaults(verbose=False)
+    level.add_argument("-q", "--quiet", action="store_true", help=quiet)
+    version_option(parser)
+
+
+def report_options(parser: argparse.ArgumentParser, formats: Sequence[tuple[str, str]]) -> None:
+    """For each (format, what it holds): --FORMAT prints it on standard output (the text goes
+    aside, to standard error, or away), --FORMAT-file FILE writes it to FILE beside the text.
+    The same two spellings in every program; args.FORMAT_to is then '-', FILE or None."""
+    for name, what in formats:
+        group = parser.add_mutually_exclusive_group()
+        dest = f"{name}_to"
+        group.add_argument(f"--{name}", dest=dest, action="store_const", const="-",
+                           help=f"print {what} on standard output")  # fmt: skip
+        group.add_argument(f"--{name}-file", dest=dest, metavar="FILE",
+                           help=f"write {what} to FILE, the text still shown")  # fmt: skip
+
+
+def one_on_stdout(args: argparse.Namespace, names: Sequence[str]) -> None:
+    """Only one report may take standard output."""
+    taking = [f"--{name}" for name in names if getattr(args, f"{name}_to", None) == "-"]
+    if len(taking) > 1:
+        raise ConfigError(f"{' and '.join(taking)} cannot both print on standard output")
+
+
+def version_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-V", "--version", action="version", version=f"aioecho {__version__}",
+        help="print the version and exit",
+    )  # fmt: skip
 
 
 def trace_option(parser: argparse.ArgumentParser) -> None:

@@ -227,3 +227,8 @@ def parse_target(text: str) -> tuple[str, int]:
     if not sep or not host:
         raise ConfigError(f"invalid target {text!r}: use HOST:PORT")
     return host, parse_port(port)
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 connection', '2 connections', '0 probes'."""
+    return f"{count} {noun}{'s' if count != 1 else ''}"

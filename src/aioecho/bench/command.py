@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -16,14 +17,22 @@ from typing import Final, TextIO
 
 from .. import loops
 from ..client.config import warn_if_insecure
-from ..errors import AioechoError, BenchError, ConfigError, ExitStatus, describe_os_error
+from ..errors import (
+    AioechoError,
+    BenchError,
+    ConfigError,
+    ExitStatus,
+    Interrupted,
+    describe_os_error,
+)
 from ..logs import LoopErrorLog
 from ..options import Invocation
 from ..output import writing_stdout
 from ..roles import WorkerRole
 from .config import BenchConfig
-from .engine import BenchResult, describe, is_terminal, merge, merge_reports, run_bench
+from .engine import describe, is_terminal, run_bench
 from .options import add_parser, bench_config, merge_parser
+from .result import BenchResult, merge, merge_reports
 
 __all__ = ["add_parser", "run", "run_bench_command", "run_bench_share", "run_merge"]
 
@@ -38,12 +47,15 @@ async def run_bench_command(
     argv: Sequence[str],
     spawn: bool = False,
     as_json: bool = False,
+    json_file: str | None = None,
     loop_name: str = "auto",
+    verbose: bool = False,
 ) -> None:
     """The whole run. argv: the command's own arguments, which --workers processes get again.
     Raises BenchError when any request failed or none completed."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrorLog())
+    stop, stopped_by = _stop_on_signals()
     server: asyncio.subprocess.Process | None = None
     warn_if_insecure(config.target)
     extra: list[str] = []
@@ -58,18 +70,47 @@ async def run_bench_command(
         if config.start_at is not None:
             await _wait_until(config.start_at)
         if config.workers == 1:
-            result = await _run(config, sys.stderr if is_terminal(sys.stderr) else None)
+            live = is_terminal(sys.stderr)
+            shown = sys.stderr if live or verbose else None
+            result = await _run(config, shown, live, stop)
         else:
-            result = await _bench_workers(config, [a for a in argv if a != "--spawn"] + extra)
+            argv = [a for a in argv if a != "--spawn"] + extra
+            result = await _bench_workers(config, argv, stop)
     finally:
         if server is not None:
             server.terminate()
             await server.wait()
+    if json_file is not None:
+        try:
+            with open(json_file, "w", encoding="utf-8") as file:
+                file.write(result.to_json() + "\n")
+        except OSError as err:
+            raise BenchError(f"--json-file {json_file}: {describe_os_error(err)}") from None
     with writing_stdout():
         print(result.to_json() if as_json else result.table(), flush=True)
+    if stopped_by:
+        raise Interrupted(stopped_by[0])
     failure = result.failure()
     if failure is not None:
         raise BenchError(failure)
+
+
+def _stop_on_signals() -> tuple[asyncio.Event, list[int]]:
+    """An event set by the first SIGINT or SIGTERM, and the signal's number once it came: the
+    run ends there and reports what it measured (a second signal ends it at once)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    stopped_by: list[int] = []
+
+    def stopping(signum: int) -> None:
+        if stopped_by:
+            signal.default_int_handler(signum, None)  # a second one: at once
+        stopped_by.append(signum)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping, signum)
+    return stop, stopped_by
 
 
 MAX_START_WAIT: Final = 24 * 3600.0  # seconds --start-at may lie ahead
@@ -90,18 +131,25 @@ async def _wait_until(start_at: float) -> None:
 
 
 async def run_bench_share(config: BenchConfig, role: WorkerRole) -> None:
-    """One of --workers processes: run this share of the load, report it on stdout."""
+    """One of --workers processes: run this share of the load, report it on stdout (also when
+    a signal ends it early: the parent passes its Ctrl-C on)."""
     asyncio.get_running_loop().set_exception_handler(LoopErrorLog())
-    result = await _run(config.share(role.number))
+    stop, _ = _stop_on_signals()
+    result = await _run(config.share(role.number), stop=stop)
     print(result.to_wire(), flush=True)
 
 
-async def _run(config: BenchConfig, progress: TextIO | None = None) -> BenchResult:
+async def _run(
+    config: BenchConfig,
+    progress: TextIO | None = None,
+    live: bool = True,
+    stop: asyncio.Event | None = None,
+) -> BenchResult:
     if config.new_connection:
         from .newconn import run_new_connections
 
-        return await run_new_connections(config, progress)
-    return await run_bench(config, progress)
+        return await run_new_connections(config, progress, live, stop)
+    return await run_bench(config, progress, live, stop)
 
 
 async def _spawn_server(loop_name: str) -> tuple[asyncio.subprocess.Process, int]:
@@ -124,8 +172,9 @@ async def _drain(stream: asyncio.StreamReader) -> None:
         pass
 
 
-async def _bench_workers(config: BenchConfig, argv: list[str]) -> BenchResult:
-    """Run the load in config.workers processes and merge their histograms exactly."""
+async def _bench_workers(config: BenchConfig, argv: list[str], stop: asyncio.Event) -> BenchResult:
+    """Run the load in config.workers processes and merge their histograms exactly. stop: pass
+    it on to the workers (SIGINT), which end their window and report."""
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable,
@@ -138,7 +187,18 @@ async def _bench_workers(config: BenchConfig, argv: list[str]) -> BenchResult:
         )
         for i in range(config.workers)
     ]
-    outputs = await asyncio.gather(*(p.communicate() for p in procs))
+
+    async def forward() -> None:
+        await stop.wait()
+        for proc in procs:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGINT)
+
+    forwarding = asyncio.ensure_future(forward())
+    try:
+        outputs = await asyncio.gather(*(p.communicate() for p in procs))
+    finally:
+        forwarding.cancel()
     results = []
     for proc, (out, _) in zip(procs, outputs, strict=True):
         if proc.returncode != 0:
@@ -153,8 +213,15 @@ def run(call: Invocation) -> None:
     if call.role is not None:
         loops.run(run_bench_share(config, call.role), call.loop)
         return
+    args = call.args
     run_it = run_bench_command(
-        config, argv=call.argv, spawn=call.args.spawn, as_json=call.args.json, loop_name=call.loop
+        config,
+        argv=call.argv,
+        spawn=args.spawn,
+        as_json=args.json_to == "-",
+        json_file=None if args.json_to == "-" else args.json_to,
+        loop_name=call.loop,
+        verbose=args.verbose,
     )
     loops.run(run_it, call.loop)
 
@@ -196,6 +263,6 @@ def run_merge(argv: Sequence[str]) -> int:
         with writing_stdout():
             print(merged.to_json() if args.json else merged.table(), flush=True)
     except AioechoError as err:
-        print(f"aioecho: error: {err}", file=sys.stderr)
+        print(f"aioecho bench merge: error: {err}", file=sys.stderr)
         return ExitStatus.USAGE if isinstance(err, ConfigError) else ExitStatus.FAILURE
     return ExitStatus.OK

@@ -10,24 +10,22 @@ against the request it answers: each request starts with its sequence number.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import functools
-import json
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
-from ..client.config import ClientConfig
 from ..client.protocol import connect
-from ..errors import BenchError, describe_os_error
-from ..histogram import LatencyHistogram, whole
+from ..errors import describe_os_error
+from ..histogram import LatencyHistogram
+from ..units import plural
 from .config import BenchConfig
+from .result import _COUNTERS, BenchResult, inflight_cap
 
-__all__ = ["BenchProtocol", "BenchResult", "describe", "is_terminal", "merge", "run_bench"]
+__all__ = ["BenchProtocol", "describe", "is_terminal", "run_bench", "until"]
 
 _log = logging.getLogger("aioecho.bench")
 
@@ -37,11 +35,6 @@ _perf_ns = time.perf_counter_ns
 
 # Requests kept in flight by one process in open loop, in bytes: past this the generator does not
 # send (and says so) rather than queue without bound behind a server that cannot keep up.
-MAX_INFLIGHT_BYTES: Final = 128 * MIB
-MAX_INFLIGHT_PER_CONNECTION: Final = 100_000
-REQUEST_OVERHEAD: Final = 160  # bytes a request in flight costs besides its payload (measured)
-
-
 class _Run:
     """State shared by the connections of one bench process.
 
@@ -69,7 +62,7 @@ class _Run:
         self.closed_connections = 0
         self.unsent = 0  # measured requests not sent: connection gone, or the in-flight cap
         self.alive = config.connections  # connections not yet given up
-        self.inflight_cap = _inflight_cap(config)
+        self.inflight_cap = inflight_cap(config)
         self._seq = 0
         self._body = random.Random(config.size).randbytes(max(0, config.size - 8))
         # set once the measured requests are all settled (--requests), or no connection is left
@@ -110,17 +103,6 @@ class _Run:
         self.alive -= 1
         if not self.alive:
             self.ended.set()
-
-
-def _inflight_cap(config: BenchConfig) -> int:
-    per_process = max(1, config.connections // config.workers)
-    return max(
-        config.pipeline,
-        min(
-            MAX_INFLIGHT_PER_CONNECTION,
-            MAX_INFLIGHT_BYTES // (config.size + REQUEST_OVERHEAD) // per_process,
-        ),
-    )
 
 
 class BenchProtocol(asyncio.Protocol):
@@ -220,231 +202,21 @@ class BenchProtocol(asyncio.Protocol):
         self.closed.set_result(None)
 
 
-_COUNTERS: Final = ("mismatches", "resets", "timeouts", "closed", "unsent", "closed_connections")
-
-
-@dataclasses.dataclass
-class BenchResult:
-    """What one run measured; merge() adds another process's result."""
-
-    config: BenchConfig
-    histogram: LatencyHistogram
-    elapsed_s: float
-    mismatches: int = 0  # wrong echoes (each ends its connection)
-    resets: int = 0  # connections lost with an error
-    timeouts: int = 0  # requests not answered within --timeout
-    closed: int = 0  # requests in flight when the server closed their connection
-    unsent: int = 0  # requests due in the window but not sent (connection gone, in-flight cap)
-    closed_connections: int = 0  # connections the server closed before the run ended
-    # --new-connection: the connect and TLS handshake times, and failed connects by reason
-    connects: LatencyHistogram | None = None
-    handshakes: LatencyHistogram | None = None
-    failed_connects: dict[str, int] = dataclasses.field(default_factory=dict)
-    resumed: int = 0  # --tls-resume: handshakes the server resumed
-
-    @property
-    def requests(self) -> int:
-        return self.histogram.count
-
-    @property
-    def errors(self) -> int:
-        failed = sum(self.failed_connects.values())
-        return self.mismatches + self.resets + self.timeouts + self.closed + self.unsent + failed
-
-    def merge(self, other: BenchResult) -> None:
-        self.histogram.merge(other.histogram)
-        self.elapsed_s = max(self.elapsed_s, other.elapsed_s)
-        for counter in _COUNTERS:
-            setattr(self, counter, getattr(self, counter) + getattr(other, counter))
-        for name in ("connects", "handshakes"):
-            theirs = getattr(other, name)
-            if theirs is not None:
-                if getattr(self, name) is None:
-                    setattr(self, name, LatencyHistogram())
-                getattr(self, name).merge(theirs)
-        for reason, count in other.failed_connects.items():
-            self.failed_connects[reason] = self.failed_connects.get(reason, 0) + count
-        self.resumed += other.resumed
-
-    def summary(self) -> dict[str, Any]:
-        """The figures, with their units in their names."""
-        h, elapsed = self.histogram, self.elapsed_s or 1e-9
-        us = {f"p{str(p).replace('.', '')}_us": h.percentile(p) / 1000 for p in (50, 90, 99, 99.9)}
-        return {
-            "requests": self.requests,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "rps": round(self.requests / elapsed, 1),
-            "mib_per_s": round(self.requests * self.config.size / elapsed / MIB, 3),
-            "min_us": h.min / 1000,
-            **us,
-            "max_us": h.max / 1000,
-            "mean_us": round(h.mean() / 1000, 3),
-            "errors": self.errors,
-            **{counter: getattr(self, counter) for counter in _COUNTERS},
-            **self._connection_summary(),
-        }
-
-    def _connection_summary(self) -> dict[str, Any]:
-        if self.connects is None:
-            return {}
-        figures: dict[str, Any] = {
-            "connections_per_s": round(self.requests / (self.elapsed_s or 1e-9), 1),
-            "failed_connects": dict(sorted(self.failed_connects.items())),
-        }
-        for name, hist in (("connect", self.connects), ("tls", self.handshakes)):
-            if hist is not None and hist.count:
-                for p in (50, 90, 99):
-                    figures[f"{name}_p{p}_us"] = hist.percentile(p) / 1000
-                figures[f"{name}_max_us"] = hist.max / 1000
-        if self.config.tls_resume:
-            figures["tls_resumed"] = self.resumed
-        return figures
-
-    def to_json(self) -> str:
-        """The report: the config, the figures, and the exact result (the whole histogram and
-        the counters) that `aioecho bench merge` adds up."""
-        config = dataclasses.asdict(self.config)
-        exact = json.loads(self.to_wire())
-        return json.dumps({"config": config, "result": self.summary(), "exact": exact}, indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> BenchResult:
-        """A result back from to_json() (ValueError, KeyError or ConfigError if it is not one)."""
-        data = json.loads(text, parse_constant=_no_constant)
-        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-            raise ValueError("config: missing")
-        fields = dict(data["config"])
-        if not isinstance(fields.get("target"), dict):
-            raise ValueError("config.target: must be an object")
-        try:
-            config = BenchConfig(**{**fields, "target": ClientConfig(**fields["target"])})
-        except TypeError:
-            raise ValueError("config: not a bench configuration") from None
-        return cls.from_exact(config, data.get("exact"))
-
-    def to_wire(self) -> str:
-        """The exact result, histogram included, for a parent process to merge."""
-        counters = {counter: getattr(self, counter) for counter in _COUNTERS}
-        extra: dict[str, Any] = {}
-        if self.connects is not None:
-            extra["connects"] = self.connects.to_dict()
-            extra["failed_connects"] = self.failed_connects
-        if self.handshakes is not None:
-            extra["handshakes"] = self.handshakes.to_dict()
-            extra["resumed"] = self.resumed
-        return json.dumps(
-            {
-                "histogram": self.histogram.to_dict(),
-                "elapsed_s": self.elapsed_s,
-                **counters,
-                **extra,
-            }
-        )
-
-    @classmethod
-    def from_wire(cls, config: BenchConfig, text: str) -> BenchResult:
-        return cls.from_exact(config, json.loads(text))
-
-    @classmethod
-    def from_exact(cls, config: BenchConfig, data: Any) -> BenchResult:
-        """The exact result from its JSON form; ValueError naming the field if it is not one."""
-        if not isinstance(data, dict):
-            raise ValueError("exact: must be an object")
-        elapsed = data.get("elapsed_s")
-        if (
-            isinstance(elapsed, bool)
-            or not isinstance(elapsed, int | float)
-            or not 0 <= elapsed < 1e9  # NaN fails too
-        ):
-            raise ValueError("exact.elapsed_s: must be a number of seconds, 0 or more")
-        histogram = LatencyHistogram.from_dict(data.get("histogram", {}), "exact.histogram")
-        if not elapsed and histogram.count:  # requests in no time: an infinite rate
-            raise ValueError(f"exact.elapsed_s: 0 seconds for {histogram.count} requests")
-        result = cls(config, histogram, float(elapsed))
-        for counter in _COUNTERS:
-            setattr(result, counter, whole(data.get(counter), f"exact.{counter}"))
-        if "connects" in data:
-            result.connects = LatencyHistogram.from_dict(data["connects"] or {}, "exact.connects")
-            failed = data.get("failed_connects")
-            if not isinstance(failed, dict):
-                raise ValueError("exact.failed_connects: must be an object")
-            result.failed_connects = {
-                str(k)[:40]: whole(v, f"exact.failed_connects.{str(k)[:40]}")
-                for k, v in failed.items()
-            }
-        if "handshakes" in data:
-            result.handshakes = LatencyHistogram.from_dict(
-                data["handshakes"] or {}, "exact.handshakes"
-            )
-            result.resumed = whole(data.get("resumed", 0), "exact.resumed")
-        return result
-
-    def failure(self) -> str | None:
-        """What went wrong, in one line; None when every measured request came back right."""
-        if not self.errors and self.requests:
-            return None
-        connections = self.config.connections
-        if self.connects is None and self.closed_connections + self.resets == connections:
-            reset = f", {self.resets} with a reset" if self.resets else ""
-            return f"the server closed every connection ({connections} of {connections}{reset})"
-        if not self.errors:
-            return "no request completed"
-        parts = [f"{getattr(self, c)} {c}" for c in _COUNTERS[:5] if getattr(self, c)]
-        parts += [f"{n} connects {why}" for why, n in sorted(self.failed_connects.items())]
-        text = f"{self.errors} errors: {', '.join(parts)}"
-        if self.closed_connections:
-            text += f" (the server closed {self.closed_connections} connections)"
-        if self.unsent:
-            cap = _inflight_cap(self.config)
-            text += (
-                "; requests were not sent when their connection was gone or the generator fell "
-                f"behind (at most ~{cap} in flight per connection)"
-            )
-        return text
-
-    def table(self) -> str:
-        s = self.summary()
-        head = ("requests", "req/s", "MiB/s", "min", "p50", "p90", "p99", "p99.9", "max", "errors")
-        row = (
-            str(s["requests"]),
-            f"{s['rps']:.0f}",
-            f"{s['mib_per_s']:.2f}",
-            *(f"{s[k]:.0f}" for k in ("min_us", "p50_us", "p90_us", "p99_us", "p999_us", "max_us")),
-            str(s["errors"]),
-        )
-        widths = [max(len(a), len(b)) for a, b in zip(head, row, strict=True)]
-        line = "  ".join
-        lines = [
-            line(h.rjust(w) for h, w in zip(head, widths, strict=True)) + "   (latency in us)",
-            line(r.rjust(w) for r, w in zip(row, widths, strict=True)),
-        ]
-        if self.connects is not None:
-            lines.append(self._connection_line(s))
-        return "\n".join(lines)
-
-    def _connection_line(self, s: dict[str, Any]) -> str:
-        """'14230 connections/s; connect p50/p90/p99 45/80/210 us; tls ...; failed: 0'"""
-        parts = [f"{s['connections_per_s']:.0f} connections/s"]
-        for name in ("connect", "tls"):
-            if f"{name}_p50_us" in s:
-                values = "/".join(f"{s[f'{name}_p{p}_us']:.0f}" for p in (50, 90, 99))
-                parts.append(f"{name} p50/p90/p99 {values} us")
-        if "tls_resumed" in s:
-            parts.append(f"resumed {s['tls_resumed']} of {s['requests']}")
-        failed = s["failed_connects"]
-        detail = ", ".join(f"{n} {reason}" for reason, n in failed.items())
-        parts.append(f"failed connects: {detail}" if failed else "failed connects: 0")
-        return "; ".join(parts)
-
-
-async def run_bench(config: BenchConfig, progress: TextIO | None = None) -> BenchResult:
-    """One process's share of the load. progress: a terminal to draw a live line on."""
+async def run_bench(
+    config: BenchConfig,
+    progress: TextIO | None = None,
+    live: bool = True,
+    stop: asyncio.Event | None = None,
+) -> BenchResult:
+    """One process's share of the load. progress: where to show it every second; live: a
+    terminal, where one line is redrawn (else a line each time). stop: once set (Ctrl-C), the
+    measured window ends there, and the result is what it holds."""
     run = _Run(config)
     factory: Callable[[], BenchProtocol] = functools.partial(BenchProtocol, run)
     conns = [(await connect(factory, config.target))[1] for _ in range(config.connections)]
     tasks = [asyncio.ensure_future(_watch_timeouts(run, conns))]
     if progress is not None:
-        tasks.append(asyncio.ensure_future(_progress(run, progress)))
+        tasks.append(asyncio.ensure_future(_progress(run, progress, live)))
     run.measuring = not config.warmup
     scheduler = None
     if config.closed_loop:
@@ -454,12 +226,14 @@ async def run_bench(config: BenchConfig, progress: TextIO | None = None) -> Benc
                     conn.send(_perf_ns(), run.measuring)
     else:
         scheduler = asyncio.ensure_future(_schedule(run, conns, config.rate))
-    await _until_ended(run, config.warmup)
+    await _until_ended(run, config.warmup, stop)
     run.window_start = started = _perf_ns()
     run.measuring = True
     if not config.requests:  # the scheduler stops at this slot, however late the loop wakes
         run.window_end = run.window_start + int(config.duration * 1e9)
-    await _until_ended(run, None if config.requests else config.duration)
+    await _until_ended(run, None if config.requests else config.duration, stop)
+    if stop is not None and stop.is_set():
+        run.ended.set()  # the window ends now
     if run.window_end is None or run.ended.is_set():  # --requests, or no connection left
         run.window_end = min(_perf_ns(), run.window_end or _perf_ns())
     run.measuring = False
@@ -474,16 +248,27 @@ async def run_bench(config: BenchConfig, progress: TextIO | None = None) -> Benc
     for task in tasks:
         task.cancel()
     await _finish(run, conns)
-    if progress is not None:
+    if progress is not None and live:
         progress.write("\r\033[K")
     counters = {counter: getattr(run, counter) for counter in _COUNTERS}
     return BenchResult(config, run.histogram, elapsed, **counters)
 
 
-async def _until_ended(run: _Run, seconds: float | None) -> None:
-    """Sleep this long (None: for ever), or until the run has ended by itself."""
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(run.ended.wait(), seconds)
+async def _until_ended(run: _Run, seconds: float | None, stop: asyncio.Event | None) -> None:
+    """Sleep this long (None: for ever), or until the run has ended by itself, or stop."""
+    await until(run.ended, seconds, stop)
+
+
+async def until(event: asyncio.Event, seconds: float | None, stop: asyncio.Event | None) -> None:
+    """Wait for event, at most seconds (None: no limit), and no longer than stop is unset."""
+    waits = [asyncio.ensure_future(event.wait())]
+    if stop is not None:
+        waits.append(asyncio.ensure_future(stop.wait()))
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 async def _schedule(run: _Run, conns: list[BenchProtocol], rate: float) -> None:
@@ -535,7 +320,7 @@ async def _finish(run: _Run, conns: list[BenchProtocol]) -> None:
     await asyncio.gather(*(c.closed for c in conns))
 
 
-async def _progress(run: _Run, out: TextIO) -> None:
+async def _progress(run: _Run, out: TextIO, live: bool = True) -> None:
     last, last_time = 0, time.monotonic()
     while True:
         await asyncio.sleep(1.0)
@@ -543,37 +328,9 @@ async def _progress(run: _Run, out: TextIO) -> None:
         rate = (run.completed - last) / (now - last_time)
         last, last_time = run.completed, now
         phase = "measuring" if run.measuring else "warming up"
-        out.write(f"\r\033[K{phase}: {run.completed} requests, {rate:.0f} req/s")
+        line = f"{phase}: {run.completed} requests, {rate:.0f} req/s"
+        out.write(f"\r\033[K{line}" if live else f"{line}\n")
         out.flush()
-
-
-def merge_reports(results: list[BenchResult]) -> BenchResult:
-    """Results taken by separate runs (on several machines) as one report, exactly as one run
-    of all their connections would have made it: the histograms and counters added, as a
-    --workers run adds its workers'. They must have measured the same load shape."""
-    first = results[0].config
-    for result in results[1:]:
-        other = result.config
-        for name in ("size", "pipeline", "target"):
-            if getattr(other, name) != getattr(first, name):
-                raise BenchError(f"the results measured different loads ({name} differs)")
-        if other.closed_loop != first.closed_loop:
-            raise BenchError("the results measured different loads (open and closed loop)")
-    config = dataclasses.replace(
-        first,
-        connections=sum(r.config.connections for r in results),
-        rate=sum(r.config.rate for r in results),
-        requests=sum(r.config.requests for r in results),
-        workers=sum(r.config.workers for r in results),
-    )
-    return merge(results, config)
-
-
-def merge(results: list[BenchResult], config: BenchConfig) -> BenchResult:
-    total = BenchResult(config, LatencyHistogram(), 0.0)
-    for result in results:
-        total.merge(result)
-    return total
 
 
 def describe(config: BenchConfig) -> str:
@@ -582,15 +339,11 @@ def describe(config: BenchConfig) -> str:
     mode = "closed loop" if config.closed_loop else f"open loop at {config.rate:g} req/s"
     length = f"{config.requests} requests" if config.requests else f"{config.duration:g}s"
     return (
-        f"aioecho bench: {where}, {config.connections} connections, pipeline {config.pipeline}, "
-        f"{mode}, {config.size} bytes, {length} after {config.warmup:g}s warm-up, "
-        f"{config.workers} worker{'s' if config.workers > 1 else ''}"
+        f"aioecho bench: {where}, {plural(config.connections, 'connection')}, pipeline "
+        f"{config.pipeline}, {mode}, {config.size} bytes, {length} after {config.warmup:g}s "
+        f"warm-up, {plural(config.workers, 'worker')}"
     )
 
 
 def is_terminal(stream: TextIO) -> bool:
     return stream.isatty() if hasattr(stream, "isatty") else False
-
-
-def _no_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number a report holds")

@@ -23,7 +23,8 @@ from typing import Any, Final, TextIO
 from ..histogram import LatencyHistogram
 from ..tls import ResumingContext, client_context, resuming_context
 from .config import BenchConfig
-from .engine import BenchResult
+from .engine import until
+from .result import BenchResult
 
 __all__ = ["run_new_connections"]
 
@@ -197,8 +198,14 @@ _deadline: Callable[[float], AbstractAsyncContextManager[Any]] = getattr(
 )
 
 
-async def run_new_connections(config: BenchConfig, progress: TextIO | None = None) -> BenchResult:
-    """One process's share of a --new-connection run."""
+async def run_new_connections(
+    config: BenchConfig,
+    progress: TextIO | None = None,
+    live: bool = True,
+    stop: asyncio.Event | None = None,
+) -> BenchResult:
+    """One process's share of a --new-connection run (no progress line: progress and live are
+    taken for run_bench's sake, and ignored)."""
     run = _Run(config)
     attempts: set[asyncio.Future[None]] = set()
     if config.closed_loop:
@@ -206,14 +213,12 @@ async def run_new_connections(config: BenchConfig, progress: TextIO | None = Non
     else:
         workers = [asyncio.ensure_future(_schedule(run, attempts))]
     run.measuring = not config.warmup
+    never = asyncio.Event()
     if config.warmup:
-        await asyncio.sleep(config.warmup)
+        await until(never, config.warmup, stop)
     run.measuring = True
     started = _perf_ns()  # not loop.time(): uvloop's clock moves in whole milliseconds
-    if config.requests:
-        await run.ended.wait()
-    else:
-        await asyncio.sleep(config.duration)
+    await until(run.ended, None if config.requests else config.duration, stop)
     run.measuring = False
     elapsed = (_perf_ns() - started) / 1e9
     # Connections under way are let finish (each is bounded by --timeout), not cut: a cut

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from ..client.options import target, target_options
 from ..errors import ConfigError
-from ..options import Parser, checked, given
+from ..options import Parser, checked, given, report_options
 from ..units import parse_count, parse_rate, parse_seconds, parse_size, parse_start_time
 from .config import BenchConfig
 
@@ -35,16 +35,22 @@ def add_parser(commands: Any) -> Parser:
     """`aioecho bench`'s parser, added to the subcommands."""
     bench = commands.add_parser(
         "bench",
-        help="measure an echo server: requests/s, MiB/s and latency percentiles",
+        help="measure an echo server: requests/s, MiB/s and latency percentiles; "
+        "`bench merge` joins the results of several runs",
         description="Load an echo server with checked requests and report latency.",
         epilog=BENCH_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    target_options(bench, timeout_help="a request not back within this counts as timed out")
+    target_options(
+        bench,
+        timeout_help="a connect, or a request not back, within this counts as timed out",
+        verbose="a progress line every second on standard error, also when it is not a "
+        "terminal (a terminal gets one line, redrawn, by default)",
+        quiet="the result only, no start-up line",
+    )
     count = checked(parse_count)
     bench.add_argument(
         "--connections",
-        "-c",
         type=count,
         default=_BENCH.connections,
         metavar="N",
@@ -66,6 +72,7 @@ def add_parser(commands: Any) -> Parser:
         "(default: closed loop)",
     )
     bench.add_argument(
+        "-s",
         "--size",
         type=checked(parse_size),
         default=_BENCH.size,
@@ -96,7 +103,7 @@ def add_parser(commands: Any) -> Parser:
         metavar="N",
         help="processes sharing the load (default %(default)s)",
     )
-    bench.add_argument("--json", action="store_true", help="print the result as JSON")
+    report_options(bench, [("json", "the result as JSON (for `aioecho bench merge`)")])
     bench.add_argument(
         "--new-connection",
         action="store_true",
@@ -116,6 +123,14 @@ def add_parser(commands: Any) -> Parser:
         metavar="TIME",
         help="wait until this wall-clock time to start (HH:MM[:SS] today, ISO 8601, @EPOCH): "
         "the same start on several load machines, for `aioecho bench merge` after",
+    )
+    bench.add_argument(
+        "verb",
+        nargs="?",
+        choices=["merge"],
+        metavar="merge",
+        help="`aioecho bench merge FILE...` merges the --json results of several runs into one "
+        "report (see aioecho bench merge --help)",
     )
     bench.add_argument(
         "--spawn", action="store_true", help="start `aioecho server` on a free port and measure it"
@@ -147,6 +162,9 @@ def merge_parser() -> Parser:
 
 
 def bench_config(args: argparse.Namespace) -> BenchConfig:
+    if args.verb is not None:
+        raise ConfigError("merge comes right after bench, before any option: "
+                          "aioecho bench merge FILE...")  # fmt: skip
     if args.spawn and (args.unix is not None or given(args, "host", "port")):
         raise ConfigError(
             "--spawn picks its own address: it does not go with --host, --port or --unix"

@@ -21,13 +21,14 @@ from ..errors import AioechoError, ConfigError, Interrupted, ResolveError, descr
 from ..logs import LoopErrorLog
 from ..options import Invocation
 from ..output import writing_stdout
+from ..units import plural
 from ..version import __version__
 from .cases import idle_wait, run_case
 from .config import CheckConfig
 from .html import to_html
 from .options import add_parser, check_config
 from .peers import FAMILIES
-from .report import CaseResult, Report, Verdict, plural, table_line
+from .report import CaseResult, Report, Verdict, table_line
 
 __all__ = ["CheckFailed", "add_parser", "describe", "run", "run_check"]
 
@@ -61,9 +62,9 @@ async def run_check(config: CheckConfig) -> Report:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrorLog())
     reports = (
-        ("--json", config.json_path),
-        ("--junit", config.junit_path),
-        ("--html", config.html_path),
+        ("--json-file", config.json_path),
+        ("--junit-file", config.junit_path),
+        ("--html-file", config.html_path),
     )
     for option, path in reports:
         if path is not None and path != "-":
@@ -137,7 +138,10 @@ async def _run_cases(
         if address is not None:
             result.figures = {"address": address, **result.figures}
         report.results.append(result)
-        _say(table, table_line(result))
+        if not (config.quiet and result.verdict is Verdict.OK):
+            _say(table, table_line(result))
+        if config.verbose and result.figures:
+            _say(table, "    " + " ".join(f"{k}={v}" for k, v in result.figures.items()))
 
 
 def _meta(config: CheckConfig, addresses: list[str]) -> dict[str, object]:

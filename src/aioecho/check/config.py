@@ -38,6 +38,8 @@ class CheckConfig:
     family: int = 0  # 4 or 6: only that address family (-4, -6); 0: either
     address: str | None = None  # connect to this one of the host's addresses (--all-addresses)
     all_addresses: bool = False  # run the cases against each address the host resolves to
+    quiet: bool = False  # the table: only the cases not OK, and the summary
+    verbose: bool = False  # the table: each case's figures too
 
     def __post_init__(self) -> None:
         if self.family not in (0, 4, 6):
@@ -58,7 +60,5 @@ class CheckConfig:
             raise ConfigError(f"--large must be 1KiB to {format_size(MAX_CHECK_LARGE)}")
         if not 1024**2 <= self.backpressure_cap <= MAX_CHECK_CAP:
             raise ConfigError(f"--backpressure-cap must be 1MiB to {format_size(MAX_CHECK_CAP)}")
-        if self.json_path == "-" and self.junit_path == "-":
-            raise ConfigError("--json - and --junit - cannot both write standard output")
-        if self.html_path == "-" and "-" in (self.json_path, self.junit_path):
-            raise ConfigError("only one of --json, --junit and --html can write standard output")
+        if [self.json_path, self.junit_path, self.html_path].count("-") > 1:
+            raise ConfigError("only one of --json, --junit and --html can print on standard output")

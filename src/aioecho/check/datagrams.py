@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from ..errors import ResolveError, describe_os_error
+from ..units import plural
 from .peers import BURST, UDP_SIZES, UDP_WAIT, CaseFailed, Pattern, Target, non_strict, ok
-from .report import CaseResult, plural
+from .report import CaseResult
 from .streams import Probe, idle_probe
 
 # UDP cases: every datagram starts with a tag (a send number), so that a reply is matched to

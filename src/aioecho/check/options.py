@@ -6,7 +6,7 @@ import argparse
 from typing import Any, cast
 
 from ..client.options import target, target_options
-from ..options import Parser, checked
+from ..options import Parser, checked, one_on_stdout, report_options
 from ..units import format_size, parse_seconds, parse_size
 from .config import CheckConfig
 from .report import TCP_CASES, UDP_CASES, select_cases
@@ -19,10 +19,10 @@ CHECK_EXAMPLES = (
     """\
 examples:
   aioecho check --port 10000                   # every TCP case against a server
-  aioecho check --host lb.example --port 7 --tcp --udp --json report.json
+  aioecho check --host lb.example --port 7 --tcp --udp --json-file report.json
   aioecho check --port 8443 --tls --cafile ca.pem --skip large backpressure
   aioecho check --port 10000 --idle-probe 600  # how long does the path keep idle connections?
-  aioecho check --port 10000 --junit check.xml # for CI
+  aioecho check --port 10000 --junit-file check.xml  # for CI
 cases, in the order they run:
 """
     + "".join(f"  {name:<15} {what}\n" for name, what in {**TCP_CASES, **UDP_CASES}.items())
@@ -38,6 +38,15 @@ def _case_names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
+class _CaseNames(tuple[str, ...]):
+    """The case names as --only's and --skip's choices: what shell completion offers. A value
+    (a list: one word, split at its commas) passes here; select_cases() names an unknown case,
+    with the nearest, which argparse's choices message would not."""
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, list) or super().__contains__(value)
+
+
 def add_parser(commands: Any) -> Parser:
     """`aioecho check`'s parser, added to the subcommands."""
     check = commands.add_parser(
@@ -50,7 +59,9 @@ def add_parser(commands: Any) -> Parser:
     )
     target_options(
         check,
-        timeout_help="bound on any one wait for the server",
+        timeout_help="bound on any one wait for the server: a connect, an echo, a reply",
+        verbose="each case's figures too, on a line under it",
+        quiet="only the cases that are not OK, and the summary",
         timeout_default=_CHECK.target.timeout,
     )
     check.add_argument("--tcp", action="store_true", help="the TCP cases (the default)")
@@ -63,17 +74,16 @@ def add_parser(commands: Any) -> Parser:
             nargs="+",
             action="extend",
             type=_case_names,
+            choices=_CaseNames({**TCP_CASES, **UDP_CASES}),
             default=[],
             metavar="CASE",
             help=f"{verb} these cases (names below, space or comma separated)",
         )
-    check.add_argument(
-        "--json", metavar="FILE", help="write everything measured as JSON (- for stdout)"
-    )
-    check.add_argument("--junit", metavar="FILE", help="write a JUnit XML report (- for stdout)")
-    check.add_argument(
-        "--html", metavar="FILE", help="write the report as one self-contained HTML page"
-    )
+    report_options(
+        check,
+        [("json", "everything measured, as JSON"), ("junit", "a JUnit XML report"),
+         ("html", "the report as one self-contained HTML page")],
+    )  # fmt: skip
     check.add_argument(
         "--idle-probe",
         type=checked(parse_seconds),
@@ -124,6 +134,7 @@ def add_parser(commands: Any) -> Parser:
 
 
 def check_config(args: argparse.Namespace) -> CheckConfig:
+    one_on_stdout(args, ("json", "junit", "html"))
     only = [name for names in args.only for name in names]
     skip = [name for names in args.skip for name in names]
     tcp = args.tcp or not args.udp
@@ -135,9 +146,11 @@ def check_config(args: argparse.Namespace) -> CheckConfig:
         idle_probe=args.idle_probe,
         large=args.large,
         backpressure_cap=args.backpressure_cap,
-        json_path=args.json,
-        junit_path=args.junit,
-        html_path=args.html,
+        json_path=args.json_to,
+        junit_path=args.junit_to,
+        html_path=args.html_to,
+        quiet=args.quiet,
+        verbose=args.verbose,
         budget=args.budget,
         family=args.family,
         all_addresses=args.all_addresses,

@@ -19,8 +19,9 @@ from ..client.config import ClientConfig
 from ..errors import ConnectError, ResolveError, describe_os_error
 from ..tls import client_context, describe_tls_error
 from ..transports import reset
+from ..units import plural
 from .config import CheckConfig
-from .report import CaseResult, Verdict, first_difference, plural
+from .report import CaseResult, Verdict, first_difference
 
 CHUNK: Final = 64 * 1024  # bytes per write of the bulk cases
 STALL: Final = 1.0  # seconds without progress after which a writer that is not read has stalled

@@ -193,10 +193,6 @@ def rate(nbytes: int, seconds: float) -> str:
     return f"{nbytes / 1024**2 / max(seconds, 1e-9):.1f} MiB/s"
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'s' if count != 1 else ''}"
-
-
 def describe_ends(ends: Iterable[str]) -> str:
     """'3 reset, 1 silent' from ['reset', 'silent', 'reset', 'reset']"""
     tally: dict[str, int] = {}

@@ -14,7 +14,7 @@ from typing import Final
 
 from ..client.protocol import SEED_MESSAGES
 from ..errors import describe_os_error
-from ..units import format_size
+from ..units import format_size, plural
 from .peers import (
     CHUNK,
     CONNECTION_SIZE,
@@ -38,7 +38,7 @@ from .peers import (
     ok,
     skipped,
 )
-from .report import CaseResult, describe_ends, plural, rate
+from .report import CaseResult, describe_ends, rate
 
 # TCP, TLS and Unix-socket cases
 

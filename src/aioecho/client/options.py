@@ -33,12 +33,15 @@ def target_options(
     parser: argparse.ArgumentParser,
     timeout_help: str = "bound on connecting and on any silence while echo is owed",
     timeout_default: float = _CLIENT.timeout,
+    *,
+    verbose: str | None = "also what was received, chunk by chunk",
+    quiet: str = "only warnings and errors (the exit status tells the rest)",
 ) -> None:
     """Where a client or the bench connects, and how: shared by both, mapped by target()."""
     parser.add_argument(
         "--host", action=Given, default=DEFAULT_HOST, help="server (default %(default)s)"
     )
-    common_options(parser)
+    common_options(parser, verbose=verbose, quiet=quiet)
     parser.add_argument("--unix", metavar="PATH", help="connect to a Unix socket")
     parser.add_argument("--tls", action="store_true", help="speak TLS, verifying the server")
     parser.add_argument("--cafile", metavar="CA", help="PEM CA certificates to verify with")

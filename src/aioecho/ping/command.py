@@ -16,7 +16,7 @@ from typing import TextIO
 
 from .. import loops
 from ..client.config import warn_if_insecure
-from ..errors import AioechoError
+from ..errors import AioechoError, describe_os_error
 from ..logs import LoopErrorLog
 from ..options import Invocation
 from ..output import writing_stdout
@@ -43,13 +43,23 @@ class PingFailed(AioechoError):
 
 async def run_ping(config: PingConfig) -> PingSummary:
     """Ping until config.count probes have ended, or SIGINT/SIGTERM; print on stdout as
-    config.output says. Returns the summary; raises PingFailed after printing it when the run
-    fails."""
-    with writing_stdout():
-        return await _ping(config, sys.stdout)
+    config.output says, and write the --json-file and --csv-file reports. Returns the summary;
+    raises PingFailed after printing it when the run fails."""
+    files = [("json", config.json_file), ("csv", config.csv_file)]
+    with contextlib.ExitStack() as stack:
+        outs: list[tuple[str, TextIO]] = [(config.output, sys.stdout)]
+        for form, path in files:
+            if path is None:
+                continue
+            try:
+                outs.append((form, stack.enter_context(open(path, "w", encoding="utf-8"))))
+            except OSError as err:
+                raise AioechoError(f"--{form}-file {path}: {describe_os_error(err)}") from None
+        with writing_stdout():
+            return await _ping(config, outs)
 
 
-async def _ping(config: PingConfig, out: TextIO) -> PingSummary:
+async def _ping(config: PingConfig, outs: list[tuple[str, TextIO]]) -> PingSummary:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrorLog())
     warn_if_insecure(config.target)
@@ -58,12 +68,13 @@ async def _ping(config: PingConfig, out: TextIO) -> PingSummary:
         loop.add_signal_handler(signum, stop.set)
     where = config.target.where
     summary = PingSummary()
-    show = _printer(config, out)
+    printers = [_printer(config, form, out) for form, out in outs]
     started_at, started = time.time(), time.perf_counter()
     if config.output == "text":
         each = f"a new connection each, every {config.interval:g}s"
         how = each if config.new_connection else f"every {config.interval:g}s"
-        _say(out, f"PING {where}: {config.size} bytes, {how}, timeout {config.target.timeout:g}s")
+        text = f"PING {where}: {config.size} bytes, {how}, timeout {config.target.timeout:g}s"
+        _say(outs[0][1], text)
 
     async def probe() -> None:
         async for result in ping(
@@ -75,7 +86,8 @@ async def _ping(config: PingConfig, out: TextIO) -> PingSummary:
             stop=stop,
         ):
             summary.add(result)
-            show(result)
+            for show in printers:
+                show(result)
 
     probing = asyncio.ensure_future(probe())
     stopping = asyncio.ensure_future(stop.wait())
@@ -89,17 +101,18 @@ async def _ping(config: PingConfig, out: TextIO) -> PingSummary:
         with contextlib.suppress(asyncio.CancelledError):
             await probing
     summary.seconds = time.perf_counter() - started
-    _print_summary(config, summary, out, where, started_at)
+    for index, (form, out) in enumerate(outs):
+        _print_summary(config, form, summary, out, where, started_at, shown=index == 0)
     failure = summary.failure(config.max_loss)
     if failure is not None:
         raise PingFailed(failure)
     return summary
 
 
-def _printer(config: PingConfig, out: TextIO) -> Callable[[ProbeResult], None]:
-    if config.output == "json":
+def _printer(config: PingConfig, form: str, out: TextIO) -> Callable[[ProbeResult], None]:
+    if form == "json":
         return lambda result: _say(out, json.dumps(_stamped(result)))
-    if config.output == "csv":
+    if form == "csv":
         writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
 
@@ -110,6 +123,8 @@ def _printer(config: PingConfig, out: TextIO) -> Callable[[ProbeResult], None]:
         return row
     if config.quiet:  # as ping -q: the summary only
         return lambda result: None
+    if config.verbose:  # as ping -D: the wall-clock time first
+        return lambda result: _say(out, f"[{time.time():.6f}] {result.line()}")
     return lambda result: _say(out, result.line())
 
 
@@ -119,9 +134,17 @@ def _stamped(result: ProbeResult) -> dict[str, object]:
 
 
 def _print_summary(
-    config: PingConfig, summary: PingSummary, out: TextIO, where: str, started_at: float
+    config: PingConfig,
+    form: str,
+    summary: PingSummary,
+    out: TextIO,
+    where: str,
+    started_at: float,
+    shown: bool,
 ) -> None:
-    if config.output == "json":
+    """The summary in out's form; shown: out is what the user watches (standard output), where
+    a CSV table's summary goes aside to standard error (a file's CSV keeps the rows only)."""
+    if form == "json":
         target = config.target
         run = {
             "version": __version__,
@@ -141,8 +164,8 @@ def _print_summary(
         _say(out, json.dumps({**summary.to_dict(), **run}))
         return
     lines = summary.lines(where)
-    if config.output == "csv":  # the rows stay machine-readable; the summary goes aside
-        for line in lines:
+    if form == "csv":  # the rows stay machine-readable; the summary goes aside
+        for line in lines if shown else ():
             print(line, file=sys.stderr)
         return
     _say(out, "")

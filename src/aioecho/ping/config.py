@@ -34,6 +34,9 @@ class PingConfig:
     output: str = "text"  # text, json (lines) or csv
     max_loss: float = 0.0  # percent of probes that may be lost for exit status 0
     quiet: bool = False  # text output: the summary only (ping -q)
+    verbose: bool = False  # text output: each line starts with its wall-clock time (ping -D)
+    json_file: str | None = None  # also write the JSON lines here
+    csv_file: str | None = None  # also write the CSV rows here
 
     def __post_init__(self) -> None:
         if not 0 <= self.count <= MAX_PING_COUNT:

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from ..client.options import target, target_options
 from ..errors import ConfigError
-from ..options import Parser, checked
+from ..options import Parser, checked, one_on_stdout, report_options
 from ..units import parse_count, parse_percent, parse_seconds, parse_size
 from .config import MIN_PING_INTERVAL, PingConfig
 
@@ -51,12 +51,12 @@ def add_parser(commands: Any) -> Parser:
     )
     target_options(
         ping,
-        timeout_help="how long a probe waits for its answer",
+        timeout_help="how long a probe waits for its answer (and, with --new-connection, "
+        "for its connection)",
         timeout_default=_PING.target.timeout,
+        verbose="each line starts with its wall-clock time, [Unix seconds] (as ping -D)",
+        quiet="the summary only, no line per probe (as ping -q)",
     )
-    for action in ping._actions:  # -q means what it means to ping(8)
-        if "-q" in action.option_strings:
-            action.help = "the summary only, no line per probe (and only warnings and errors)"
     ping.add_argument("--udp", action="store_true", help="probe with datagrams (RFC 862)")
     ping.add_argument(
         "-c",
@@ -87,9 +87,11 @@ def add_parser(commands: Any) -> Parser:
         action="store_true",
         help="a connection per probe, with its phases timed: resolve, connect, tls",
     )
-    output = ping.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true", help="a JSON object per line")
-    output.add_argument("--csv", action="store_true", help="a CSV row per probe")
+    report_options(
+        ping,
+        [("json", "a JSON object per probe and event, then the summary's"),
+         ("csv", "a CSV row per probe (the summary on standard error)")],
+    )  # fmt: skip
     ping.add_argument(
         "--max-loss",
         type=checked(parse_percent),
@@ -101,13 +103,17 @@ def add_parser(commands: Any) -> Parser:
 
 
 def ping_config(args: argparse.Namespace) -> PingConfig:
+    one_on_stdout(args, ("json", "csv"))
     return PingConfig(
         target=target(args, udp=args.udp),
         count=args.count,
         interval=args.interval,
         size=args.size,
         new_connection=args.new_connection,
-        output="json" if args.json else "csv" if args.csv else "text",
+        output="json" if args.json_to == "-" else "csv" if args.csv_to == "-" else "text",
+        json_file=None if args.json_to == "-" else args.json_to,
+        csv_file=None if args.csv_to == "-" else args.csv_to,
+        verbose=args.verbose,
         max_loss=args.max_loss,
         quiet=args.quiet,
     )

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from ..histogram import LatencyHistogram
+from ..units import plural
 
 __all__ = [
     "ANSWERED",
@@ -256,9 +257,9 @@ class PingSummary:
         f = self.figures()
         lines = [
             f"--- {where} ping statistics ---",
-            f"{self.sent} probes sent, {self.received} received, {self.lost} lost "
+            f"{plural(self.sent, 'probe')} sent, {self.received} received, {self.lost} lost "
             f"({self.loss_pct:.3g}% loss), "
-            f"{self.duplicates} duplicates, {self.reordered} reordered, "
+            f"{plural(self.duplicates, 'duplicate')}, {self.reordered} reordered, "
             f"{self.wrong_answers} wrong, {self.late} late, time {self.seconds * 1000:.0f}ms",
         ]
         if self.late:
@@ -303,10 +304,6 @@ class PingSummary:
                 f"--max-loss {max_loss_pct:g}%)"
             )
         return None
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def summarize(results: Iterable[ProbeResult]) -> PingSummary:

@@ -14,9 +14,9 @@ from ..errors import ConfigError
 from ..logs import NOTICE
 from ..options import Invocation
 from ..roles import WorkerRole, worker_count
-from ..server.command import run_server
+from ..server.command import handed_over, run_server
 from ..server.faults import FaultPlan
-from ..server.workers import supervise
+from ..server.workers import check_metrics_ports, supervise
 from .config import ProxyConfig
 from .options import add_parser, proxy_config
 from .relay import ProxyProtocol, Upstream
@@ -26,8 +26,14 @@ __all__ = ["add_parser", "run", "run_proxy"]
 _main_log = logging.getLogger("aioecho.main")
 
 
-async def run_proxy(config: ProxyConfig, role: WorkerRole | None = None) -> None:
-    """The proxy until a stop signal; role: set when this process is one of --workers."""
+async def run_proxy(
+    config: ProxyConfig,
+    role: WorkerRole | None = None,
+    inherited: list[socket.socket] | None = None,
+    how: str = "",
+) -> None:
+    """The proxy until a stop signal; role: set when this process is one of --workers.
+    inherited, how: sockets handed over (--fd, socket activation), as run_server takes them."""
     if forwards_to_itself(config):
         raise ConfigError(
             f"--to {config.upstream_host}:{config.upstream_port} is the proxy's own listening "
@@ -52,6 +58,8 @@ async def run_proxy(config: ProxyConfig, role: WorkerRole | None = None) -> None
         config.listen,
         role,
         connection=lambda connections: functools.partial(ProxyProtocol, upstream, connections),
+        inherited=inherited,
+        how=how,
         fds_per_connection=2,  # the client's socket and the upstream's
         fault_counts=plan.fired if plan is not None else None,
     )
@@ -86,7 +94,10 @@ def run(call: Invocation) -> None:
     """`aioecho proxy` as the command line asked: one process, or a supervisor of --workers."""
     relay = proxy_config(call.args)
     workers = worker_count(call.args.workers)
+    if workers > 1:
+        check_metrics_ports(relay.listen, workers)
+    inherited, how = handed_over(call.args, relay.listen, call.role)
     if call.role is None and workers > 1:
-        loops.run(supervise(relay.listen, workers, call.argv), call.loop)
+        loops.run(supervise(relay.listen, workers, call.argv, inherited, how), call.loop)
     else:
-        loops.run(run_proxy(relay, call.role), call.loop)
+        loops.run(run_proxy(relay, call.role, inherited, how), call.loop)

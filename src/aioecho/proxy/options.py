@@ -49,9 +49,14 @@ def add_parser(commands: Any) -> Parser:
         metavar="SECONDS",
         help="time to reach the upstream (default %(default)s)",
     )
-    listen_options(proxy)
-    fault_options(proxy)
-    return cast(Parser, proxy)
+    listen_options(proxy, echo=False)
+    fault_options(proxy, datagram=False)
+    proxy = cast(Parser, proxy)
+    for flag in ("--udp", "--tcp", "--udp-rate", "--drop", "--duplicate", "--corrupt"):
+        proxy.not_here[flag] = "the proxy relays TCP (and TLS, Unix) streams, not UDP"
+    proxy.not_here["--trace"] = "--trace traces the echo server's protocol, not the proxy's"
+    proxy.not_here["--banner"] = "--banner is the echo server's greeting; the upstream speaks"
+    return proxy
 
 
 def proxy_config(args: argparse.Namespace) -> ProxyConfig:

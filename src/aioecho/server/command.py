@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import collections
 import contextlib
@@ -208,14 +209,14 @@ async def _every(interval: float, action: Callable[[], None]) -> None:
         action()
 
 
-def run(call: Invocation) -> None:
-    """`aioecho server` as the command line asked: one process, or a supervisor of --workers."""
-    args = call.args
-    config = server_config(args)
-    workers = worker_count(args.workers)
-    if workers > 1:
-        check_metrics_ports(config, workers)
-    inherited, how = inherited_sockets(config) if call.role is None else (None, "")
+def handed_over(
+    args: argparse.Namespace, config: ServerConfig, role: WorkerRole | None
+) -> tuple[list[socket.socket] | None, str]:
+    """The sockets handed over to serve (systemd's socket activation, --fd), checked against
+    the options that would ask for others; none for a worker (its supervisor took them)."""
+    if role is not None:
+        return None, ""
+    inherited, how = inherited_sockets(config)
     if how == "socket activation" and (
         config.fds or config.unix is not None or given(args, "port") or args.hosts
     ):
@@ -223,6 +224,17 @@ def run(call: Invocation) -> None:
             "socket activation (LISTEN_FDS) hands over the sockets to serve: it does not "
             "go with --host, --port, --unix or --fd"
         )
+    return inherited, how
+
+
+def run(call: Invocation) -> None:
+    """`aioecho server` as the command line asked: one process, or a supervisor of --workers."""
+    args = call.args
+    config = server_config(args)
+    workers = worker_count(args.workers)
+    if workers > 1:
+        check_metrics_ports(config, workers)
+    inherited, how = handed_over(args, config, call.role)
     if call.role is None and workers > 1:
         _loops.run(supervise(config, workers, call.argv, inherited, how), call.loop)
     else:

@@ -49,7 +49,7 @@ examples:
 _FAULTS = FaultConfig()
 
 
-def fault_options(parser: argparse.ArgumentParser) -> None:
+def fault_options(parser: argparse.ArgumentParser, *, datagram: bool = True) -> None:
     """Misbehaviour on demand, for testing clients: none by default."""
     faults = parser.add_argument_group(
         "faults (for testing clients; none by default; listed in the start-up line)"
@@ -78,6 +78,9 @@ def fault_options(parser: argparse.ArgumentParser) -> None:
     ):
         dest = flag.removeprefix("--").replace("-", "_")
         default = getattr(_FAULTS, "share" if dest == "fault_share" else dest)
+        if text.startswith("UDP") and not datagram:
+            parser.set_defaults(**{dest: default})  # not offered: the proxy relays streams
+            continue
         faults.add_argument(flag, type=parse, default=default, metavar=metavar, help=text)
     faults.add_argument(
         "--seed", type=int, default=None, metavar="N", help="make every random choice repeatable"
@@ -103,7 +106,7 @@ def fault_config(args: argparse.Namespace) -> FaultConfig:
     )
 
 
-def listen_options(parser: argparse.ArgumentParser) -> None:
+def listen_options(parser: argparse.ArgumentParser, *, echo: bool = True) -> None:
     """Where and how a server (or the proxy) listens, and what it allows its peers."""
     parser.add_argument(
         "--host",
@@ -113,8 +116,13 @@ def listen_options(parser: argparse.ArgumentParser) -> None:
         help=f"address or name to listen on, repeatable; a name binds all its addresses "
         f"(default {DEFAULT_HOST})",
     )
-    common_options(parser)
-    trace_option(parser)
+    common_options(
+        parser,
+        verbose="log every chunk and EOF, as the seed does",
+        quiet="only warnings, errors and the listening lines",
+    )
+    if echo:
+        trace_option(parser)
     parser.add_argument(
         "--drain-timeout",
         type=checked(parse_seconds),
@@ -142,15 +150,23 @@ def listen_options(parser: argparse.ArgumentParser) -> None:
         help="permissions of the Unix socket, in chmod's octal form "
         "(default %(default)s: owner only)",
     )
-    parser.add_argument("--tcp", action="store_true", help="serve TCP (the default without --udp)")
-    parser.add_argument("--udp", action="store_true", help="serve UDP (RFC 862); with --tcp, both")
-    parser.add_argument(
-        "--udp-rate",
-        type=checked(parse_rate),
-        default=_SERVER.udp_rate,
-        metavar="N",
-        help="UDP datagrams echoed per second per source address, burst N (default %(default)g)",
-    )
+    if not echo:  # the proxy relays streams, and has no trace of its own
+        parser.set_defaults(tcp=True, udp=False, udp_rate=_SERVER.udp_rate, trace=False)
+    else:
+        parser.add_argument(
+            "--tcp", action="store_true", help="serve TCP (the default without --udp)"
+        )
+        parser.add_argument(
+            "--udp", action="store_true", help="serve UDP (RFC 862); with --tcp, both"
+        )
+        parser.add_argument(
+            "--udp-rate",
+            type=checked(parse_rate),
+            default=_SERVER.udp_rate,
+            metavar="N",
+            help="UDP datagrams echoed per second per source address, burst N "
+            "(default %(default)g)",
+        )
     parser.add_argument("--tls-cert", metavar="CERT", help="PEM certificate chain: serve TLS")
     parser.add_argument("--tls-key", metavar="KEY", help="PEM private key of --tls-cert")
     parser.add_argument(
@@ -205,6 +221,35 @@ def listen_options(parser: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="pending echo per connection before reading from it pauses (default %(default)s)",
     )
+    parser.add_argument(
+        "--fd",
+        action="append",
+        dest="fds",
+        type=checked(lambda text: parse_count(text, minimum=3)),
+        metavar="N",
+        help="serve the listening socket at descriptor N, inherited (repeatable); systemd's "
+        "socket activation (LISTEN_FDS) is taken without it",
+    )
+    parser.add_argument(
+        "--metrics",
+        type=checked(parse_target),
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics, /healthz and /readyz over HTTP there; with --workers, "
+        "each worker its own, on PORT, PORT+1, ... (needs pip install 'aioecho[metrics]')",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text (NAME: message, as the seed prints) or json (an object per line: time, "
+        "level, logger, message, peer) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        help="every connection starts with a PROXY protocol header (v1 or v2, from HAProxy "
+        "and others): the client's address in it is the one logged",
+    )
 
 
 def add_parser(commands: Any) -> Parser:
@@ -217,35 +262,6 @@ def add_parser(commands: Any) -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     listen_options(server)
-    server.add_argument(
-        "--fd",
-        action="append",
-        dest="fds",
-        type=checked(lambda text: parse_count(text, minimum=3)),
-        metavar="N",
-        help="serve the listening socket at descriptor N, inherited (repeatable); systemd's "
-        "socket activation (LISTEN_FDS) is taken without it",
-    )
-    server.add_argument(
-        "--metrics",
-        type=checked(parse_target),
-        metavar="HOST:PORT",
-        help="serve Prometheus /metrics, /healthz and /readyz over HTTP there; with --workers, "
-        "each worker its own, on PORT, PORT+1, ... (needs pip install 'aioecho[metrics]')",
-    )
-    server.add_argument(
-        "--log-format",
-        choices=LOG_FORMATS,
-        default="text",
-        help="text (NAME: message, as the seed prints) or json (an object per line: time, "
-        "level, logger, message, peer) (default %(default)s)",
-    )
-    server.add_argument(
-        "--proxy-protocol",
-        action="store_true",
-        help="every connection starts with a PROXY protocol header (v1 or v2, from HAProxy "
-        "and others): the client's address in it is the one logged",
-    )
     server.add_argument(
         "--banner",
         metavar="TEXT",
