@@ -236,8 +236,9 @@ def test_a_server_that_closes_mid_run_fails_the_run(loop_name: str) -> None:
     from the bench's own start, not the server's, which a slow start-up used to overrun."""
     for port in serve_in_thread(lambda start: lambda: ClosingEcho(None, after=0.7)):
         result = run_cli(
-            "bench", "-q", "--port", str(port), "--host", "127.0.0.1", "--json", "--connections", "4",
-            "--duration", "5", "--warmup", "0.2", "--loop", loop_name, timeout=60,
+            "bench", "-q", "--port", str(port), "--host", "127.0.0.1", "--json",
+            "--connections", "4", "--duration", "5", "--warmup", "0.2", "--loop", loop_name,
+            timeout=60,
         )  # fmt: skip
         assert result.returncode == 1, result.stderr
         r = json.loads(result.stdout)["result"]

@@ -60,8 +60,8 @@ def test_results_of_different_loads_do_not_merge(tmp_path: Path) -> None:
     (tmp_path / "c.json").write_text('{"not": "a report"}')
     result = run_cli("bench", "merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"))
     assert result.stderr.decode().splitlines() == [
-        f"aioecho bench merge: error: {tmp_path / 'c.json'}: config: missing: not the output of aioecho "
-        "bench --json"
+        f"aioecho bench merge: error: {tmp_path / 'c.json'}: config: missing: not the output of "
+        "aioecho bench --json"
     ]
 
 
@@ -106,7 +106,8 @@ def test_a_damaged_report_is_one_line(tmp_path: Path) -> None:
     result = run_cli("bench", "merge", str(tmp_path / "d.json"))
     assert result.returncode == 1
     assert result.stderr.decode().splitlines() == [
-        f"aioecho bench merge: error: {tmp_path / 'd.json'}: exact.histogram.buckets: no bucket '99999999': "
+        f"aioecho bench merge: error: {tmp_path / 'd.json'}: exact.histogram.buckets: no bucket "
+        "'99999999': "
         "not the output of aioecho bench --json"
     ]
     for bad in ("@nan", "@-1", "@1e30"):

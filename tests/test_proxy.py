@@ -101,7 +101,8 @@ def test_an_upstream_that_refuses_closes_the_client_cleanly() -> None:
         relay.start()
         result = run_cli("client", "-q", "--host", "127.0.0.1", "--port", str(relay.port))
         assert error_line(result) == (
-            "aioecho client: error: the server closed the connection without echoing (46 bytes sent)"
+            "aioecho client: error: the server closed the connection without echoing (46 bytes "
+            "sent)"
         )
         relay.wait_for_line(
             r"^Proxy_127\.0\.0\.1_\d+: upstream 127\.0\.0\.1 port \d+: connection refused$"

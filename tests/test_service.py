@@ -132,7 +132,8 @@ def test_socket_activation_refuses_a_host_or_port_given() -> None:
             socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
         line = server.wait_for_line(r"^aioecho server: error:")
         assert line == (
-            "aioecho server: error: socket activation (LISTEN_FDS) hands over the sockets to serve: it "
+            "aioecho server: error: socket activation (LISTEN_FDS) hands over the sockets to "
+            "serve: it "
             "does not go with --host, --port, --unix or --fd"
         )
 

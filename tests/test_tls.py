@@ -207,7 +207,8 @@ def test_plain_client_to_tls_port_fails_clearly(certs: Certs) -> None:
         assert result.returncode == 1
         # the server aborts a failed handshake: FIN or RST, depending on what it had unread
         assert last_line(result) in (
-            f"aioecho client: error: the server {how} the connection without echoing (46 bytes sent)"
+            f"aioecho client: error: the server {how} the connection without echoing (46 bytes "
+            "sent)"
             for how in ("closed", "reset")
         )
         assert server.stop() == 0
@@ -323,6 +324,7 @@ def test_a_reset_after_n_bytes_delivers_the_n_bytes_over_tls(
                 "--loop", client_loop, "0123456789abcdef",
             )  # fmt: skip
             assert last_line(result) == (
-                "aioecho client: error: the server reset the connection after echoing 10 of 16 bytes"
+                "aioecho client: error: the server reset the connection after echoing 10 of 16 "
+                "bytes"
             ), result.stderr
         assert server.stop() == 0
