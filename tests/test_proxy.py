@@ -208,7 +208,8 @@ def test_proxy_usage_errors() -> None:
     udp = run_cli("proxy", "--to", "127.0.0.1:5", "--udp")
     assert udp.returncode == 2
     assert udp.stderr.decode().splitlines() == [
-        "aioecho proxy: error: the proxy forwards TCP (and TLS, Unix) connections, not UDP"
+        "aioecho proxy: error: no --udp here: the proxy relays TCP (and TLS, Unix) streams, "
+        "not UDP (see aioecho proxy --help)"
     ]
 
 

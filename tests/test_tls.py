@@ -75,6 +75,7 @@ def test_not_a_certificate(certs: Certs) -> None:
 def test_garbage_pem_names_the_file(certs: Certs, tmp_path: Path, which: str) -> None:
     garbage = tmp_path / "garbage.pem"
     garbage.write_bytes(b"this is not PEM\n")
+    program = "client" if which == "--cafile" else "server"
     if which == "--cafile":
         result = run_cli("client", "--tls", "--cafile", str(garbage))
         what = "CA file"
@@ -84,7 +85,7 @@ def test_garbage_pem_names_the_file(certs: Certs, tmp_path: Path, which: str) ->
         what = "certificate" if which == "--tls-cert" else "key"
     label = "private key" if which == "--tls-key" else "certificate"
     assert error_line(result) == (
-        f"aioecho server: error: TLS {what} {garbage} holds no PEM {label} (BEGIN line)"
+        f"aioecho {program}: error: TLS {what} {garbage} holds no PEM {label} (BEGIN line)"
     )
 
 
