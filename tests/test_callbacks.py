@@ -200,7 +200,25 @@ def test_stream_client_clean_close_with_echo_owed_is_an_error() -> None:
         await protocol.send(b"12345")
         protocol.data_received(b"12")
         protocol.connection_lost(None)
-        with pytest.raises(EchoError, match=r"^connection lost after 2 bytes: closed$"):
+        with pytest.raises(
+            EchoError, match=r"^the server closed the connection after echoing 2 of 5 bytes$"
+        ):
+            protocol.done.result()
+
+    asyncio.run(scenario())
+
+
+def test_stream_client_says_a_reset_as_the_messages_client_does() -> None:
+    # `client -` said "connection lost after 1000 bytes: connection reset by peer" where
+    # `client MSG` said "the server reset the connection after echoing 1000 of 5000 bytes"
+    async def scenario() -> None:
+        protocol, _, _ = stream_client()
+        await protocol.send(b"12345")
+        protocol.data_received(b"12")
+        protocol.connection_lost(ConnectionResetError(104, "Connection reset by peer"))
+        with pytest.raises(
+            EchoError, match=r"^the server reset the connection after echoing 2 of 5 bytes$"
+        ):
             protocol.done.result()
 
     asyncio.run(scenario())

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,9 @@ def test_wheel_and_sdist_build_check_and_install(tmp_path: Path) -> None:
     run(sys.executable, "-m", "build", "--outdir", dist, ROOT)
     wheel, sdist = sorted(dist.glob("*.whl")), sorted(dist.glob("*.tar.gz"))
     assert len(wheel) == 1 and len(sdist) == 1
+    with zipfile.ZipFile(wheel[0]) as archive:  # the metadata says MIT: the text goes along
+        licenses = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        assert licenses and b"MIT License" in archive.read(licenses[0])
     checked = run(sys.executable, "-m", "twine", "check", "--strict", *wheel, *sdist)
     assert checked.count("PASSED") == 2
     for package in (wheel[0], sdist[0]):

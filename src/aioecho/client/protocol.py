@@ -111,9 +111,7 @@ class EchoClientProtocol(asyncio.Protocol):
             return
         if exc is None:
             self.future.set_result(bytes(self.received))
-        elif isinstance(exc, ConnectionResetError | BrokenPipeError) or (
-            isinstance(exc, OSError) and exc.errno == errno.ENOTCONN
-        ):
+        elif _is_reset(exc):
             # refused by a limit, a plain client on a TLS port, a crash; a write that meets the
             # reset fails with EPIPE instead, and our write_eof (shutdown) with ENOTCONN
             sent = sum(len(m) for m in self.messages)
@@ -231,6 +229,14 @@ def describe_mismatch(sent: bytes, got: bytes) -> str:
     return f"the echo has {len(got)} bytes, {len(sent)} were sent"
 
 
+def _is_reset(exc: BaseException) -> bool:
+    """The server reset the connection: a read that meets the reset says so, a write fails
+    with EPIPE instead, and our write_eof (shutdown) with ENOTCONN."""
+    return isinstance(exc, ConnectionResetError | BrokenPipeError) or (
+        isinstance(exc, OSError) and exc.errno == errno.ENOTCONN
+    )
+
+
 def _cut_short(how: str, got: int, sent: int) -> str:
     if not got:
         return f"the server {how} the connection without echoing ({sent} bytes sent)"
@@ -322,8 +328,15 @@ class StreamClientProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.log.info("server closed connection")
-        reason = describe_os_error(exc) if exc else "closed"
-        self.fail(EchoError(f"connection lost after {self.window.matched} bytes: {reason}"))
+        # the same words as the messages client's (echo_messages): what came back, of what
+        matched, sent = self.window.matched, self.window.matched + self.window.size
+        if exc is None:
+            self.fail(EchoError(_cut_short("closed", matched, sent)))
+        elif _is_reset(exc):
+            self.fail(EchoError(_cut_short("reset", matched, sent)))
+        else:
+            reason = describe_os_error(exc)
+            self.fail(EchoError(f"connection lost after {matched} of {sent} bytes: {reason}"))
         self.closed.set_result(None)
 
     def pause_writing(self) -> None:
