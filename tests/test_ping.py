@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -585,3 +586,39 @@ def test_the_summary_and_the_error_count_wrong_answers_alike() -> None:
                        ProbeResult(3, "timeout", 64)])  # fmt: skip
     assert lossy.failure(33.3) == "1 of 3 probes lost (33.33% loss, --max-loss 33.3%)"
     assert lossy.failure(33.4) is None
+
+
+@pytest.mark.parametrize(
+    ("given", "byte"), [("184", 184), ("ef", 184), ("0x20", 32), ("af41", 136)]
+)
+def test_tos_marks_every_probe(given: str, byte: int) -> None:
+    """--tos: each datagram arrives with that TOS byte (read by a peer with IP_RECVTOS)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind(("127.0.0.1", 0))
+        peer.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+        seen: list[int] = []
+
+        def echo() -> None:
+            peer.settimeout(WAIT)
+            for _ in range(3):
+                data, ancillary, _, source = peer.recvmsg(65536, socket.CMSG_SPACE(1))
+                seen.extend(d[0] for level, kind, d in ancillary if kind == socket.IP_TOS)
+                peer.sendto(data, source)
+
+        thread = threading.Thread(target=echo, daemon=True)
+        thread.start()
+        port = str(peer.getsockname()[1])
+        result = ping("--udp", "--host", "127.0.0.1", "--port", port, "-c", "3", "-i", "0.01",
+                      "--tos", given)  # fmt: skip
+        thread.join(WAIT)
+    assert result.returncode == 0, result.stderr
+    assert seen == [byte] * 3
+
+
+def test_tos_bounds_and_names() -> None:
+    for bad, why in (("256", "must be 0 to 255"), ("fast", "a DSCP name")):
+        result = ping("--tos", bad)
+        assert result.returncode == 2
+        assert why in result.stderr.decode()
+    unix = run_cli("ping", "--unix", "x", "--tos", "ef")
+    assert "--tos marks IP packets: it does not go with --unix" in unix.stderr.decode()

@@ -84,6 +84,7 @@ async def _ping(config: PingConfig, outs: list[tuple[str, TextIO]]) -> PingSumma
             size=config.size,
             new_connection=config.new_connection,
             stop=stop,
+            tos=config.tos,
         ):
             summary.add(result)
             for show in printers:

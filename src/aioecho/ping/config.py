@@ -35,6 +35,7 @@ class PingConfig:
     max_loss: float = 0.0  # percent of probes that may be lost for exit status 0
     quiet: bool = False  # text output: the summary only (ping -q)
     verbose: bool = False  # text output: each line starts with its wall-clock time (ping -D)
+    tos: int = 0  # the IP TOS byte (IPv6: traffic class) of the probes; 0: the system's
     json_file: str | None = None  # also write the JSON lines here
     csv_file: str | None = None  # also write the CSV rows here
 
@@ -59,5 +60,9 @@ class PingConfig:
             raise ConfigError("--new-connection does not go with --udp (UDP has no connection)")
         if self.output not in ("text", "json", "csv"):
             raise ConfigError("output must be text, json or csv")
+        if not 0 <= self.tos <= 255:
+            raise ConfigError("--tos must be 0 to 255 (a byte: DSCP << 2 | ECN)")
+        if self.tos and self.target.unix is not None:
+            raise ConfigError("--tos marks IP packets: it does not go with --unix")
         if not 0 <= self.max_loss <= 100:
             raise ConfigError("--max-loss must be 0 to 100 (percent)")

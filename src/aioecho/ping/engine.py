@@ -57,21 +57,23 @@ async def ping(
     size: int = 64,
     new_connection: bool = False,
     stop: asyncio.Event | None = None,
+    tos: int = 0,
 ) -> AsyncIterator[ProbeResult]:
     """Probe target; yield each probe's result as it ends, and each extra answer (duplicates,
     late ones). count=0 probes until the consumer stops iterating, or until stop is set: then
     no probe more is sent, the probes in flight end at once as 'unanswered', and the iteration
     ends. A probe waits target.timeout seconds for its answer; a UDP run that lost some waits
     one timeout more for late answers. Raises ResolveError or ConnectError only when UDP
-    cannot start (a stream probe that cannot connect is a result: refused, timeout, error)."""
+    cannot start (a stream probe that cannot connect is a result: refused, timeout, error).
+    tos: the IP TOS byte (IPv6: traffic class) the probes carry; 0 leaves the system's."""
     if size < HEADER:
         raise ValueError(f"size must be at least {HEADER} bytes")
     results: asyncio.Queue[ProbeResult | None] = asyncio.Queue()
     prober: _UdpProber | _StreamProber
     if target.udp:
-        prober = _UdpProber(target, size, results.put_nowait)
+        prober = _UdpProber(target, size, results.put_nowait, tos)
     else:
-        prober = _StreamProber(target, size, results.put_nowait, new_connection)
+        prober = _StreamProber(target, size, results.put_nowait, new_connection, tos)
     task = asyncio.ensure_future(prober.run(count, interval, stop or asyncio.Event()))
     task.add_done_callback(lambda _: results.put_nowait(None))
     try:
@@ -82,6 +84,16 @@ async def ping(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def mark(sock: Any, tos: int) -> None:
+    """Set the TOS byte (IPv6: the traffic class) of what sock sends; 0 leaves the system's."""
+    if not tos or sock is None:
+        return
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, tos)
+    elif sock.family == socket.AF_INET:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
 
 
 async def _timetable(count: int, interval: float, stop: asyncio.Event) -> AsyncIterator[int]:
@@ -231,11 +243,14 @@ class _EchoProbes(asyncio.Protocol):
 
 
 class _StreamProber:
-    def __init__(self, target: ClientConfig, size: int, emit: Emit, new_connection: bool) -> None:
+    def __init__(
+        self, target: ClientConfig, size: int, emit: Emit, new_connection: bool, tos: int = 0
+    ) -> None:
         self.target = target
         self.size = size
         self.emit = emit
         self.new_connection = new_connection
+        self.tos = tos
         self.context = client_context(target.cafile, target.insecure) if target.tls else None
 
     async def run(self, count: int, interval: float, stop: asyncio.Event) -> None:
@@ -329,6 +344,7 @@ class _StreamProber:
         # proto TCP named so that asyncio sets TCP_NODELAY (it checks sock.proto)
         proto = 0 if family == socket.AF_UNIX else socket.IPPROTO_TCP
         sock = socket.socket(family, socket.SOCK_STREAM, proto)
+        mark(sock, self.tos)
         try:
             sock.setblocking(False)
             started = _perf_ns()
@@ -364,10 +380,11 @@ def _is_address(host: str) -> bool:
 class _UdpProber(asyncio.DatagramProtocol):
     """One datagram per probe; answers matched by the sequence number they carry."""
 
-    def __init__(self, target: ClientConfig, size: int, emit: Emit) -> None:
+    def __init__(self, target: ClientConfig, size: int, emit: Emit, tos: int = 0) -> None:
         self.target = target
         self.size = size
         self.emit = emit
+        self.tos = tos
         self.sent: dict[int, tuple[int, bytes]] = {}  # seq -> (sent ns, payload), the latest
         self.pending: dict[int, asyncio.TimerHandle] = {}  # probes awaiting their answer
         self.timed_out: set[int] = set()  # probes that may still get a late answer
@@ -388,6 +405,7 @@ class _UdpProber(asyncio.DatagramProtocol):
         except OSError as err:
             raise ConnectError(where, describe_os_error(err)) from None
         self.peer = format_address(transport.get_extra_info("peername"), udp=True)
+        mark(transport.get_extra_info("socket"), self.tos)
         try:
             async for seq in _timetable(count, interval, stop):
                 sent = _perf_ns()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from ..client.options import target, target_options
 from ..errors import ConfigError
@@ -36,6 +36,29 @@ def _ping_interval(text: str) -> float:
         raise ConfigError(
             f"invalid interval {text!r}: must be {MIN_PING_INTERVAL:g} to 3600 seconds"
         )
+    return value
+
+
+# DSCP code points by name (RFC 2474, 2597, 3246): --tos takes them shifted into the TOS byte
+DSCP: Final[dict[str, int]] = {
+    "ef": 46,
+    **{f"cs{n}": 8 * n for n in range(8)},
+    **{f"af{c}{d}": 8 * c + 2 * d for c in range(1, 5) for d in range(1, 4)},
+}
+
+
+def _tos(text: str) -> int:
+    """--tos: a byte (decimal or 0x hex), or a DSCP name (ef, af41, cs1) shifted into place."""
+    name = text.strip().lower()
+    if name in DSCP:
+        return DSCP[name] << 2
+    try:
+        value = int(name, 0)
+    except ValueError:
+        raise ConfigError(f"invalid TOS {text!r}: a number (184, 0xb8) or a DSCP name (ef, af41, "
+                          "cs1)") from None  # fmt: skip
+    if not 0 <= value <= 255:
+        raise ConfigError(f"invalid TOS {text!r}: must be 0 to 255")
     return value
 
 
@@ -87,6 +110,14 @@ def add_parser(commands: Any) -> Parser:
         action="store_true",
         help="a connection per probe, with its phases timed: resolve, connect, tls",
     )
+    ping.add_argument(
+        "--tos",
+        type=checked(_tos),
+        default=_PING.tos,
+        metavar="TOS",
+        help="the IP TOS byte (IPv6: traffic class) of the probes, as a number or a DSCP name: "
+        "184 or ef (expedited), 0x20 or cs1 (the default: the system's)",
+    )
     report_options(
         ping,
         [("json", "a JSON object per probe and event, then the summary's"),
@@ -114,6 +145,7 @@ def ping_config(args: argparse.Namespace) -> PingConfig:
         json_file=None if args.json_to == "-" else args.json_to,
         csv_file=None if args.csv_to == "-" else args.csv_to,
         verbose=args.verbose,
+        tos=args.tos,
         max_loss=args.max_loss,
         quiet=args.quiet,
     )
