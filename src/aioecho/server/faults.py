@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ..transports import pause_for, reset
-from .config import DEFAULT_MAX_BUFFER, FaultConfig
+from .config import FaultConfig
 from .protocol import EchoServerProtocol
 from .ratelimit import UdpPolicy
 from .registry import Connections
@@ -220,7 +220,7 @@ class FaultyEchoProtocol(EchoServerProtocol):
         self,
         *,
         plan: FaultPlan,
-        max_buffer: int = DEFAULT_MAX_BUFFER,
+        max_buffer: int | None = None,
         connections: Connections | None = None,
     ) -> None:
         super().__init__(max_buffer=max_buffer, connections=connections)
@@ -238,7 +238,7 @@ class FaultyEchoProtocol(EchoServerProtocol):
                 self.transport,
                 self._plan.config,
                 rng,
-                self._max_buffer,
+                self.buffer_limit(),
                 self._pause_reading,
                 self.transport.close,  # eof_received kept the transport open: ours to close
                 self._plan.fired,

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import socket
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from ..addresses import peer_name
 from ..errors import describe_os_error
@@ -36,36 +36,67 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
 
     # Slots: with 10,000 idle connections the per-connection footprint is the figure that
     # matters (README, Performance).
+    # What every connection needs is a slot; what few need (a reason we closed it, a health
+    # check's mark, echo dropped at the close, a max_buffer of its own) is in one _Rare made on
+    # first use; what every connection of a server shares is the registry's (max_buffer); and
+    # the per-chunk lines of -v are a class of their own (_verbose), not a flag per peer.
     __slots__ = (
-        "_close_reason",
         "_connections",
-        "_debug",
-        "_max_buffer",
-        "_name",
+        "_peer",
+        "_rare",
         "bytes_in",
-        "health_check",
         "idle_mark",
         "idle_since",
         "transport",
-        "unsent_at_close",
     )
 
     def __init__(
-        self, *, max_buffer: int = DEFAULT_MAX_BUFFER, connections: Connections | None = None
+        self, *, max_buffer: int | None = None, connections: Connections | None = None
     ) -> None:
-        self._max_buffer = max_buffer  # bytes of pending echo before reading pauses
-        self._connections = connections  # the server's registry: limits, idle sweep, shutdown
-        self._debug = False  # per-chunk lines are on: cached off the hot path
-        self._close_reason: str | None = None  # why we ended it, when we did
-        self._name = ""  # EchoServer_{host}_{port} (the seed's logger name), once admitted
+        """max_buffer: bytes of pending echo before reading pauses (default: the registry's,
+        else DEFAULT_MAX_BUFFER). connections: the server's registry (limits, idle sweep,
+        shutdown), None for a protocol on its own."""
+        self._connections = connections
+        self._rare: _Rare | None = None
+        if max_buffer is not None:
+            self._more().max_buffer = max_buffer
+        self._peer: int | str = ""  # who, once admitted: pack_peer(); "" before
         self.bytes_in = 0  # received, and so handed back to the transport
-        # a balancer's own connection (PROXY LOCAL/UNKNOWN): its lines are DEBUG, and it is
-        # counted as a check, not as a client (registry)
-        self.health_check = False
-        self.unsent_at_close = 0  # echo still queued when we aborted
         self.idle_mark = -1  # the idle sweep's last view of the counters
         self.idle_since = 0.0  # loop time at which idle_mark last changed
         self.transport: asyncio.Transport  # set in connection_made
+
+    def _more(self) -> _Rare:
+        if self._rare is None:
+            self._rare = _Rare()
+        return self._rare
+
+    @property
+    def health_check(self) -> bool:
+        """A balancer's own connection (PROXY LOCAL/UNKNOWN): its lines are DEBUG, and it is
+        counted as a check, not as a client (registry)."""
+        return self._rare is not None and self._rare.health_check
+
+    @health_check.setter
+    def health_check(self, value: bool) -> None:
+        self._more().health_check = value
+
+    @property
+    def unsent_at_close(self) -> int:
+        """Echo still queued (or a fault's, discarded) when we ended the connection."""
+        return self._rare.unsent_at_close if self._rare is not None else 0
+
+    @unsent_at_close.setter
+    def unsent_at_close(self, value: int) -> None:
+        self._more().unsent_at_close = value
+
+    def buffer_limit(self) -> int:
+        """Bytes of pending echo before reading pauses."""
+        if self._rare is not None and self._rare.max_buffer is not None:
+            return self._rare.max_buffer
+        if self._connections is not None:
+            return self._connections.max_buffer
+        return DEFAULT_MAX_BUFFER
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not isinstance-checked: uvloop's transports are not asyncio.Transport subclasses.
@@ -73,32 +104,32 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
         if self._connections is not None and not self._connections.admit(self):
             self.transport.close()  # counted and logged (rate-limited) by the registry
             return
-        # Named now, not when a line needs it: once a peer has reset, its socket no longer
-        # knows who it was, and that is the line that matters.
-        self._name = peer_name("EchoServer", transport.get_extra_info("peername"))
-        self._debug = _log.isEnabledFor(logging.DEBUG)
-        self.transport.set_write_buffer_limits(high=self._max_buffer)
+        # Kept now, not asked when a line needs it: once a peer has reset, its socket no longer
+        # knows who it was, and that is the line that matters. Packed into an int (32 bytes
+        # for IPv4, against 80 for the name's text): per idle connection, that is the figure.
+        self._peer = pack_peer(transport.get_extra_info("peername"))
+        if _log.isEnabledFor(logging.DEBUG):  # the per-chunk lines: the same slots, more lines
+            self.__class__ = _verbose(type(self))
+        self.transport.set_write_buffer_limits(high=self.buffer_limit())
         if _log.isEnabledFor(logging.INFO):
             self._log(self._routine(), "connection accepted")
 
     @property
     def _admitted(self) -> bool:
         """Not refused by --max-connections (a flag of its own would cost a slot per peer)."""
-        return self._name != ""
+        return self._peer != ""
+
+    @property
+    def _name(self) -> str:
+        """EchoServer_{host}_{port}: the seed's per-peer logger name."""
+        return unpack_peer(self._peer)
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
-        if self._debug:
-            self._log(logging.DEBUG, "received %s", preview(data))
-            self.transport.write(data)
-            self._log(logging.DEBUG, "sent %s", preview(data))
-        else:
-            self.transport.write(data)
+        self.transport.write(data)
 
     def eof_received(self) -> bool:
         """Half-close: the transport sends our EOF after the pending echo, then closes."""
-        if self._debug:
-            self._log(logging.DEBUG, "received EOF")
         if self.transport.can_write_eof():
             self.transport.write_eof()
         return False
@@ -111,8 +142,8 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
             self._log(self._routine(), "closing: reset before any data (a health check?)")
         elif exc is not None:
             self._log(logging.WARNING, "closing: %s", describe_os_error(exc))
-        elif self._close_reason is not None:
-            self._log(logging.INFO, "closing: %s", self._close_reason)
+        elif self._rare is not None and self._rare.close_reason is not None:
+            self._log(logging.INFO, "closing: %s", self._rare.close_reason)
         else:
             self._log(self._routine(), "closing")
         if self._connections is not None:
@@ -134,7 +165,7 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
 
     def abort(self, reason: str) -> None:
         """End the connection now, dropping queued echo; the close line gives the reason."""
-        self._close_reason = reason
+        self._more().close_reason = reason
         self.unsent_at_close += self.transport.get_write_buffer_size()
         self.transport.abort()
 
@@ -148,6 +179,81 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
             lines.add(name, message % args if args else message)
         else:
             _log.log(level, message, *args, extra={"conn": name})
+
+
+class _Rare:
+    """What few connections need: made on first use (EchoServerProtocol._more)."""
+
+    __slots__ = ("close_reason", "health_check", "max_buffer", "unsent_at_close")
+
+    def __init__(self) -> None:
+        self.close_reason: str | None = None  # why we ended it, when we did
+        self.health_check = False
+        self.max_buffer: int | None = None  # the protocol's own, given to it
+        self.unsent_at_close = 0
+
+
+class _VerboseMixin:
+    """-v: a line per chunk received and sent, and for EOF (the seed's DEBUG lines). A peer's
+    protocol takes this class at connection_made when DEBUG is on: the plain data_received
+    pays nothing for a flag it would test on every chunk."""
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        me = cast(EchoServerProtocol, self)
+        me._log(logging.DEBUG, "received %s", preview(data))
+        super().data_received(data)  # type: ignore[misc]
+        me._log(logging.DEBUG, "sent %s", preview(data))
+
+    def eof_received(self) -> bool:
+        cast(EchoServerProtocol, self)._log(logging.DEBUG, "received EOF")
+        return cast(bool, super().eof_received())  # type: ignore[misc]
+
+
+_VERBOSE: dict[type[EchoServerProtocol], type[EchoServerProtocol]] = {}
+
+
+def _verbose(cls: type[EchoServerProtocol]) -> type[EchoServerProtocol]:
+    """cls with the -v lines: the same slots, so that a connection's protocol can take it."""
+    if issubclass(cls, _VerboseMixin):
+        return cls
+    if cls not in _VERBOSE:
+        _VERBOSE[cls] = type(cls.__name__, (_VerboseMixin, cls), {"__slots__": ()})
+    return _VERBOSE[cls]
+
+
+_IPV6: Final = 1 << 144  # pack_peer's flag: the 128 bits below the port are an IPv6 address
+
+
+def pack_peer(peername: Any) -> int | str:
+    """A peer's address as one int (ip << 16 | port; IPv6 flagged with _IPV6), or its name
+    where it is not a plain IP address (a Unix socket, a scoped IPv6 address)."""
+    if isinstance(peername, tuple) and len(peername) >= 2 and isinstance(peername[1], int):
+        host, port = peername[0], peername[1]
+        try:
+            if ":" in host:
+                return (
+                    _IPV6
+                    | int.from_bytes(socket.inet_pton(socket.AF_INET6, host), "big") << 16
+                    | port
+                )
+            return int.from_bytes(socket.inet_pton(socket.AF_INET, host), "big") << 16 | port
+        except (OSError, TypeError):
+            pass
+    return peer_name("EchoServer", peername)
+
+
+def unpack_peer(peer: int | str) -> str:
+    """The name pack_peer() packed: EchoServer_127.0.0.1_54321, EchoServer_::1_443."""
+    if isinstance(peer, str):
+        return peer
+    port, ip = peer & 0xFFFF, peer >> 16
+    if ip & (_IPV6 >> 16):
+        host = socket.inet_ntop(socket.AF_INET6, (ip & ((1 << 128) - 1)).to_bytes(16, "big"))
+    else:
+        host = socket.inet_ntop(socket.AF_INET, ip.to_bytes(4, "big"))
+    return f"EchoServer_{host}_{port}"
 
 
 class BannerEchoServerProtocol(EchoServerProtocol):

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any, Final, Protocol
 
 from ..logs import FloodCounter
+from .config import DEFAULT_MAX_BUFFER
 from .stats import StatsSnapshot
 
 __all__ = ["Connections", "Linked", "Tracked"]
@@ -55,8 +56,15 @@ class Connections:
     """Registry of a server's open connections. Protocols call admit() in connection_made and
     discard() in connection_lost; nothing here runs per data_received."""
 
-    def __init__(self, *, max_connections: int | None = None, idle_timeout: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int | None = None,
+        idle_timeout: float = 0.0,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+    ) -> None:
         self.max_connections = max_connections  # None: no limit
+        self.max_buffer = max_buffer  # pending echo per connection before reading pauses
         self.idle_timeout = idle_timeout  # seconds; 0: never
         self._head = Linked()  # the list's ends meet here
         self._head.registry_next = self._head.registry_prev = self._head

@@ -185,22 +185,20 @@ async def serve(
     connections = Connections(
         max_connections=_affordable_connections(config.max_connections, fds_per_connection),
         idle_timeout=config.idle_timeout,
+        max_buffer=config.max_buffer,
     )
     # The classes are chosen here, so that the plain ones pay nothing for tracing or faults.
     factory: Callable[[], asyncio.Protocol] = functools.partial(
-        EchoServerProtocol, max_buffer=config.max_buffer, connections=connections
+        EchoServerProtocol, connections=connections
     )
     datagram_protocol: Callable[[UdpPolicy], EchoDatagramProtocol] = EchoDatagramProtocol
     if config.trace:
-        factory = functools.partial(
-            TracingEchoServerProtocol, max_buffer=config.max_buffer, connections=connections
-        )
+        factory = functools.partial(TracingEchoServerProtocol, connections=connections)
         datagram_protocol = TracingDatagramProtocol
     if config.banner is not None:
         factory = functools.partial(
             BannerEchoServerProtocol,
             banner=banner_text(config.banner, worker),
-            max_buffer=config.max_buffer,
             connections=connections,
         )
     if connection is not None:
@@ -213,7 +211,6 @@ async def serve(
             factory = functools.partial(
                 FaultyEchoProtocol,
                 plan=plan,
-                max_buffer=config.max_buffer,
                 connections=connections,
             )
         if config.faults.datagram:

@@ -25,7 +25,7 @@ class TracingEchoServerProtocol(EchoServerProtocol):
         self._deferred: tuple[float, str] | None = None  # a line from inside write()
         super().connection_made(transport)
         outcome = (
-            f"echo, pause reading past {self._max_buffer} bytes of unsent echo"
+            f"echo, pause reading past {self.buffer_limit()} bytes of unsent echo"
             if self._admitted
             else "close (--max-connections reached)"
         )
@@ -40,7 +40,7 @@ class TracingEchoServerProtocol(EchoServerProtocol):
         self._in_data = False
         self._clock.line(
             f"data_received {len(data)} bytes -> write "
-            f"(buffer {self.queued()} of {self._max_buffer})",
+            f"(buffer {self.queued()} of {self.buffer_limit()})",
             at,
         )
         if self._deferred is not None:
@@ -48,7 +48,7 @@ class TracingEchoServerProtocol(EchoServerProtocol):
             self._deferred = None
 
     def pause_writing(self) -> None:
-        line = f"pause_writing (buffer {self.queued()} of {self._max_buffer}) -> pause_reading"
+        line = f"pause_writing (buffer {self.queued()} of {self.buffer_limit()}) -> pause_reading"
         super().pause_writing()
         if self._in_data:
             self._deferred = (self._clock.stamp(), line)
