@@ -7,6 +7,10 @@ import logging
 import pytest
 
 from aioecho import EchoServerProtocol
+from aioecho.addresses import peer_name
+from aioecho.server.config import DEFAULT_MAX_BUFFER
+from aioecho.server.protocol import pack_peer, unpack_peer
+from aioecho.server.registry import Connections
 from fakes import FakeTransport
 
 
@@ -68,3 +72,51 @@ def test_no_logger_per_connection() -> None:
         proto.connection_made(transport)  # type: ignore[arg-type]
         proto.connection_lost(None)
     assert len(logging.Logger.manager.loggerDict) == before
+
+
+@pytest.mark.parametrize(
+    "peername",
+    [
+        ("127.0.0.1", 54321),
+        ("0.0.0.0", 0),
+        ("255.255.255.255", 65535),
+        ("::1", 443, 0, 0),
+        ("::ffff:127.0.0.1", 5000, 0, 0),
+        ("2001:db8::1", 65535, 0, 0),
+        ("fe80::1%lo", 7, 0, 1),  # scoped: kept as its name
+        "/tmp/echo.sock",
+        None,
+    ],
+)
+def test_a_packed_peer_names_itself_as_the_seed_does(peername: object) -> None:
+    packed = pack_peer(peername)
+    if isinstance(peername, tuple):
+        assert unpack_peer(packed) == peer_name("EchoServer", peername)
+        if "%" not in peername[0]:
+            assert isinstance(packed, int)  # 32 bytes (IPv4) or 44, not the name's 70 and more
+    else:
+        assert isinstance(packed, str) and packed.startswith("EchoServer_")
+
+
+def test_a_connection_holds_nine_slots_and_nothing_more() -> None:
+    """What 10,000 idle connections cost is what one protocol holds (README, Performance): the
+    rare fields live in one object made on first use, the per-chunk lines in a class."""
+    slots = [s for c in type(EchoServerProtocol()).__mro__ for s in c.__dict__.get("__slots__", ())]
+    assert len(slots) == 9, slots
+    proto, transport = EchoServerProtocol(), FakeTransport()
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    assert proto._rare is None and type(proto) is EchoServerProtocol
+    proto.abort("idle")
+    assert proto._rare is not None  # made for the rare case only
+
+
+def test_max_buffer_comes_from_the_protocol_or_its_registry() -> None:
+    registry = Connections(max_buffer=4321)
+    for proto, high in (
+        (EchoServerProtocol(connections=registry), 4321),
+        (EchoServerProtocol(max_buffer=1234, connections=registry), 1234),
+        (EchoServerProtocol(), DEFAULT_MAX_BUFFER),
+    ):
+        transport = FakeTransport()
+        proto.connection_made(transport)  # type: ignore[arg-type]
+        assert transport.high == high
