@@ -242,3 +242,14 @@ def test_bench_over_a_unix_socket_records_no_host_or_port(tmp_path: Path) -> Non
             ).stderr.decode()
         )
         assert server.stop() == 0
+
+
+def test_one_is_singular_and_the_top_level_help_names_every_program() -> None:
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        result = run_cli("ping", "--host", "127.0.0.1", "--port", str(server.port), "-c", "1")
+        assert "1 probe sent, 1 received" in result.stdout.decode(), result.stdout
+        assert server.stop() == 0
+    description = run_cli("--help").stdout.decode()
+    for program in ("bench", "ping", "check", "proxy", "client", "server"):
+        assert program in description.split("positional arguments")[0], program
