@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -278,8 +279,29 @@ def test_log_format_json_is_an_object_per_line_with_the_peer() -> None:
         line = json.loads(server.wait_for_line(r'"message": "closing"'))
         assert server.stop() == 0
     assert line["peer"] == peer_name and line["level"] == "info"
-    assert line["logger"] == "aioecho.server" and line["time"].endswith("Z")
-    assert all(json.loads(ln) for ln in server.lines if ln != "<EOF>")
+    assert (line["peer_ip"], line["peer_port"]) == ("127.0.0.1", int(peer_name.split("_")[-1]))
+    assert line["logger"] == "aioecho.server"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", line["timestamp"])
+    assert line["pid"] == server.proc.pid and line["host"] == socket.gethostname()
+    documents = [json.loads(ln) for ln in server.lines if ln != "<EOF>"]
+    assert {d["level"] for d in documents} <= {"debug", "info", "warning", "error", "critical"}
+    listening = next(d for d in documents if d["message"].startswith("listening on"))
+    assert listening["notice"] is True  # our NOTICE level, as info
+    stats = next(d for d in documents if d["logger"] == "aioecho.stats")
+    assert stats["accepted"] == 1 and stats["bytes_in"] == 1 and stats["active"] == 0
+    assert "fault_resets" not in stats  # no faults: no fault counters
+
+
+def test_log_timestamps_start_every_text_line() -> None:
+    stamp = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z "
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "--log-timestamps") as server:
+        port = int(server.wait_for_line(stamp + r"main: listening on ").split()[-1])
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+            sock.sendall(b"x")
+            assert sock.recv(10) == b"x"
+        server.wait_for_line(stamp + r"EchoServer_127\.0\.0\.1_\d+: closing$")
+        assert server.stop() == 0
+    assert all(re.match(stamp, ln) for ln in server.lines if ln != "<EOF>"), server.lines
 
 
 def _notifications(sock: socket.socket, until: str) -> list[str]:

@@ -116,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tag=tag,
             trace=getattr(args, "trace", False),
             log_format=getattr(args, "log_format", "text"),
+            timestamps=getattr(args, "log_timestamps", False),
         )
         PROGRAMS[args.command].run(Invocation(args, raw, _loop_name(args.loop), role))
     except ConfigError as err:

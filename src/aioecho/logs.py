@@ -13,7 +13,10 @@ import datetime
 import io
 import json
 import logging
+import os
+import socket
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, Final, TextIO
 
@@ -87,12 +90,23 @@ def escape_controls(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
+def rfc3339(seconds: float) -> str:
+    """'2026-12-03T00:03:55.032109Z': UTC, microseconds (what log shippers parse)."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 class _SeedFormatter(logging.Formatter):
     """`NAME: message`: the connection's name, else the logger's without its `aioecho.`;
-    a worker process puts its own name first: `worker2: NAME: message`."""
+    a worker process puts its own name first: `worker2: NAME: message`; with timestamps
+    (--log-timestamps), the time first."""
 
-    def __init__(self, tag: str | None) -> None:
-        super().__init__(f"{tag}: %(who)s: %(message)s" if tag else "%(who)s: %(message)s")
+    def __init__(self, tag: str | None, timestamps: bool = False) -> None:
+        line = f"{tag}: %(who)s: %(message)s" if tag else "%(who)s: %(message)s"
+        super().__init__(f"%(asctime)s {line}" if timestamps else line)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return rfc3339(record.created)
 
     def format(self, record: logging.LogRecord) -> str:
         who = getattr(record, "conn", None)
@@ -107,32 +121,51 @@ class _SeedFormatter(logging.Formatter):
 
 
 class _JsonFormatter(logging.Formatter):
-    """One JSON object per line, for log shippers: time (ISO 8601, UTC), level, logger, message,
-    and peer (the connection's name) and worker where they apply."""
+    """One JSON object per line, for log shippers: timestamp (RFC 3339, UTC, microseconds),
+    level (debug, info, warning, error, critical; our NOTICE is info with "notice": true),
+    logger, message, pid, host; for a connection's lines its name (peer) and, where it has an
+    address, peer_ip and peer_port; for the statistics, each counter as a number; the worker."""
 
     def __init__(self, tag: str | None) -> None:
         super().__init__()
         self._tag = tag
+        self._pid = os.getpid()
+        self._host = socket.gethostname()
 
     def format(self, record: logging.LogRecord) -> str:
+        notice = record.levelno == NOTICE
         document: dict[str, Any] = {
-            "time": self.formatTime(record),
-            "level": record.levelname.lower(),
+            "timestamp": rfc3339(record.created),
+            "level": "info" if notice else record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": self._pid,
+            "host": self._host,
         }
+        if notice:
+            document["notice"] = True
         peer = getattr(record, "conn", None)
         if peer is not None:
             document["peer"] = peer
+            document.update(peer_fields(peer))
+        stats = getattr(record, "stats", None)
+        if isinstance(stats, dict):
+            document.update(stats)
         if self._tag is not None:
             document["worker"] = self._tag
         if record.exc_info:
             document["traceback"] = self.formatException(record.exc_info)
         return json.dumps(document)
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        moment = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+def peer_fields(name: str) -> dict[str, Any]:
+    """peer_ip and peer_port from a connection's name ('EchoServer_::1_443'), where it has an
+    address (not 'EchoServer_unix_7', 'EchoServer_unknown', 'EchoClient')."""
+    _, _, rest = name.partition("_")
+    host, _, port = rest.rpartition("_")
+    if not host or host == "unix" or not port.isdigit():
+        return {}
+    return {"peer_ip": host, "peer_port": int(port)}
 
 
 LOG_FORMATS: Final = ("text", "json")
@@ -148,9 +181,10 @@ class ConnectionLines:
     them first, so the order of lines holds and nothing is lost at shutdown (only a process
     killed outright can lose the last LINE_DELAY's lines)."""
 
-    def __init__(self, stream: TextIO, tag: str | None) -> None:
+    def __init__(self, stream: TextIO, tag: str | None, timestamps: bool = False) -> None:
         self._stream = stream
         self._prefix = f"{tag}: " if tag else ""
+        self._timestamps = timestamps
         # one growing buffer, not a string per line: a line's string is freed at once, and its
         # memory goes to the next one instead of leaving holes among long-lived connections
         self._pending = io.StringIO()
@@ -159,6 +193,9 @@ class ConnectionLines:
         pending = self._pending
         if not pending.tell():
             asyncio.get_running_loop().call_later(LINE_DELAY, self.flush)
+        if self._timestamps:
+            pending.write(rfc3339(time.time()))
+            pending.write(" ")
         pending.write(self._prefix)
         pending.write(name)
         pending.write(": ")
@@ -210,18 +247,19 @@ def configure(
     tag: str | None = None,
     trace: bool = False,
     log_format: str = "text",
+    timestamps: bool = False,
 ) -> None:
     """Send log lines to stderr. verbosity: -1 quiet (NOTICE), 0 INFO, 1 DEBUG (with asyncio's).
     tag: a prefix for every line (a worker process's name). trace: show the `aioecho.trace`
     lines (--trace) whatever the verbosity. log_format: 'text' (the seed's `NAME: message`) or
-    'json' (an object per line)."""
+    'json' (an object per line). timestamps: text lines start with the time (RFC 3339)."""
     logging.getLogger("aioecho.trace").setLevel(logging.INFO if trace else logging.WARNING)
     level = {-1: NOTICE, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     global _connection_lines
     out = stream if stream is not None else sys.stderr
-    _connection_lines = ConnectionLines(out, tag) if log_format == "text" else None
+    _connection_lines = ConnectionLines(out, tag, timestamps) if log_format == "text" else None
     handler = _OrderedHandler(out, _connection_lines)
-    formatter = _JsonFormatter(tag) if log_format == "json" else _SeedFormatter(tag)
+    formatter = _JsonFormatter(tag) if log_format == "json" else _SeedFormatter(tag, timestamps)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in root.handlers[:]:

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import resource
 import signal
@@ -96,7 +97,9 @@ async def run_server(
 
     def log_stats(level: int = NOTICE) -> None:  # shown with -q too: it was asked for
         if server is not None:
-            _stats_log.log(level, "%s", server.stats().line())
+            snapshot = server.stats()
+            fields = {k: v for k, v in dataclasses.asdict(snapshot).items() if v is not None}
+            _stats_log.log(level, "%s", snapshot.line(), extra={"stats": fields})
         else:
             asked_early.append(level)
 

@@ -241,8 +241,14 @@ def listen_options(parser: argparse.ArgumentParser, *, echo: bool = True) -> Non
         "--log-format",
         choices=LOG_FORMATS,
         default="text",
-        help="text (NAME: message, as the seed prints) or json (an object per line: time, "
-        "level, logger, message, peer) (default %(default)s)",
+        help="text (NAME: message, as the seed prints) or json (an object per line: timestamp, "
+        "level, logger, message, pid, host, peer, peer_ip, peer_port; the statistics as "
+        "numbers) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-timestamps",
+        action="store_true",
+        help="text logs: each line starts with its time (RFC 3339, UTC, microseconds)",
     )
     parser.add_argument(
         "--proxy-protocol",

@@ -56,6 +56,9 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
         """max_buffer: bytes of pending echo before reading pauses (default: the registry's,
         else DEFAULT_MAX_BUFFER). connections: the server's registry (limits, idle sweep,
         shutdown), None for a protocol on its own."""
+        if _log.isEnabledFor(logging.DEBUG):  # the per-chunk lines: the same slots, more lines
+            # here, not in connection_made: uvloop keeps the data_received it finds then
+            self.__class__ = _verbose(type(self))
         self._connections = connections
         self._rare: _Rare | None = None
         if max_buffer is not None:
@@ -108,8 +111,6 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
         # knows who it was, and that is the line that matters. Packed into an int (32 bytes
         # for IPv4, against 80 for the name's text): per idle connection, that is the figure.
         self._peer = pack_peer(transport.get_extra_info("peername"))
-        if _log.isEnabledFor(logging.DEBUG):  # the per-chunk lines: the same slots, more lines
-            self.__class__ = _verbose(type(self))
         self.transport.set_write_buffer_limits(high=self.buffer_limit())
         if _log.isEnabledFor(logging.INFO):
             self._log(self._routine(), "connection accepted")
@@ -195,8 +196,8 @@ class _Rare:
 
 class _VerboseMixin:
     """-v: a line per chunk received and sent, and for EOF (the seed's DEBUG lines). A peer's
-    protocol takes this class at connection_made when DEBUG is on: the plain data_received
-    pays nothing for a flag it would test on every chunk."""
+    protocol takes this class when it is made with DEBUG on: the plain data_received pays
+    nothing for a flag it would test on every chunk."""
 
     __slots__ = ()
 
