@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import signal
 import socket
+import ssl
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -328,4 +332,62 @@ def test_a_reset_after_n_bytes_delivers_the_n_bytes_over_tls(
                 "aioecho client: error: the server reset the connection after echoing 10 of 16 "
                 "bytes"
             ), result.stderr
+        assert server.stop() == 0
+
+
+def _served_certificate(port: int, ca: Path) -> tuple[bytes, ssl.SSLSocket]:
+    """The DER certificate a new TLS connection is served, and the connection (open)."""
+    context = ssl.create_default_context(cafile=str(ca))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    conn = context.wrap_socket(raw, server_hostname="localhost")
+    der = conn.getpeercert(binary_form=True)
+    assert der is not None
+    return der, conn
+
+
+def _echoes(conn: ssl.SSLSocket, data: bytes = b"still here") -> bool:
+    conn.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        got += conn.recv(len(data) - len(got))
+    return got == data
+
+
+def test_sigusr2_reloads_the_certificate_for_new_connections(
+    tmp_path: Path, loop_name: str
+) -> None:
+    """Issue 25 #5: new connections get the new certificate, open ones keep theirs and go on,
+    and a file that does not load is one error line with the certificate in use kept."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca_path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    first, second = ca.issue_cert("localhost"), ca.issue_cert("localhost")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+
+    def install(issued: Any) -> bytes:
+        issued.cert_chain_pems[0].write_to_path(str(cert))
+        issued.private_key_pem.write_to_path(str(key))
+        return ssl.PEM_cert_to_DER_cert(issued.cert_chain_pems[0].bytes().decode())
+
+    first_der = install(first)
+    with ServerProcess("--host", "127.0.0.1", "--port", "0", "--loop", loop_name,
+                       "--tls-cert", str(cert), "--tls-key", str(key)) as server:  # fmt: skip
+        server.start()
+        der, before = _served_certificate(server.port, ca_path)
+        assert der == first_der
+        second_der = install(second)
+        server.proc.send_signal(signal.SIGUSR2)
+        server.wait_for_line(rf"^main: TLS certificate reloaded from {re.escape(str(cert))}$")
+        der, after = _served_certificate(server.port, ca_path)
+        assert der == second_der != first_der
+        assert _echoes(before) and _echoes(after)  # the open connection kept its session
+        cert.write_text("not a certificate\n")
+        server.proc.send_signal(signal.SIGUSR2)
+        line = server.wait_for_line(r"^main: TLS certificate not reloaded")
+        assert "the one in use stays" in line and str(cert) in line
+        der, third = _served_certificate(server.port, ca_path)
+        assert der == second_der
+        for conn in (before, after, third):
+            conn.close()
         assert server.stop() == 0

@@ -1,5 +1,6 @@
 """`aioecho server`: serve until SIGINT, SIGTERM or SIGHUP, with statistics on SIGUSR1 and every
---stats-interval, as a single process or as one of --workers."""
+--stats-interval, the TLS certificate reloaded on SIGUSR2, as a single process or as one of
+--workers."""
 
 from __future__ import annotations
 
@@ -108,6 +109,7 @@ async def run_server(
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, log_stats)
+    loop.add_signal_handler(signal.SIGUSR2, lambda: server is not None and server.reload_tls())
     raise_open_file_limit(config.max_connections * fds_per_connection + FD_RESERVE)
     endpoint = None
     if config.metrics is not None:  # before the echo's listeners: open when they are announced

@@ -15,7 +15,6 @@ from typing import Final, cast
 
 from ..addresses import describe_target
 from ..logs import NOTICE
-from ..tls import server_context
 from .config import ServerConfig
 from .faults import FaultPlan, FaultyDatagramProtocol, FaultyEchoProtocol
 from .listeners import announce, open_sockets, remove_unix_socket
@@ -24,7 +23,7 @@ from .proxy_protocol import ProxyHeaderProtocol
 from .ratelimit import UdpPolicy
 from .registry import Connections
 from .stats import StatsSnapshot
-from .tls import HandshakeFailures, TLSAcceptProtocol
+from .tls import HandshakeFailures, ServerContext, TLSAcceptProtocol
 from .trace import TracingDatagramProtocol, TracingEchoServerProtocol
 from .udp import EchoDatagramProtocol
 
@@ -62,6 +61,7 @@ class Server:
         self._unix_inode = unix_inode  # of the socket file we made, removed on close
         self._closing: asyncio.Future[int] | None = None
         self._unready = False  # unready(): /readyz 503 before close()
+        self.tls_context: ServerContext | None = None  # --tls-cert's, for reload_tls()
         self.unix_path = config.unix if unix_inode is not None else None
         self.addresses: list[tuple[str, int]] = [
             cast(tuple[str, int], sock.getsockname()[:2])
@@ -82,6 +82,15 @@ class Server:
     def draining(self) -> bool:
         """True from unready() or the moment close() began (for /readyz)."""
         return self._closing is not None or self._unready
+
+    def reload_tls(self) -> bool:
+        """Load the certificate and key files again for the handshakes that follow (SIGUSR2);
+        open connections keep theirs. False (one error line) if they do not load, or there is
+        no TLS: the certificate in use stays."""
+        if self.tls_context is None:
+            _main_log.warning("SIGUSR2 reloads --tls-cert and --tls-key: this server has none")
+            return False
+        return self.tls_context.reload()
 
     def unready(self) -> None:
         """Say not ready (/readyz 503) while still accepting: the --drain-delay before close()."""
@@ -216,10 +225,12 @@ async def serve(
         if config.faults.datagram:
             datagram_protocol = functools.partial(FaultyDatagramProtocol, plan=plan)
     tls_failures = HandshakeFailures()
+    tls_context = None
     if config.tls_cert is not None and config.tls_key is not None:
+        tls_context = ServerContext(config.tls_cert, config.tls_key)
         factory = functools.partial(
             TLSAcceptProtocol,
-            server_context(config.tls_cert, config.tls_key),
+            tls_context,
             factory,
             config.tls_handshake_timeout,
             connections=connections,
@@ -248,7 +259,11 @@ async def serve(
             )
         else:
             listeners.append(await loop.create_server(factory, sock=sock, backlog=config.backlog))
-    return Server(config, listeners, datagrams, connections, unix_inode, tls_failures, fault_counts)
+    server = Server(
+        config, listeners, datagrams, connections, unix_inode, tls_failures, fault_counts
+    )
+    server.tls_context = tls_context
+    return server
 
 
 def _affordable_connections(wanted: int, fds_per_connection: int = 1) -> int:

@@ -15,13 +15,36 @@ from collections.abc import Callable
 from typing import cast
 
 from ..addresses import peer_name
-from ..logs import ConnectionLog, FloodCounter
-from ..tls import HANDSHAKE_TIMEOUT, describe_tls_error
+from ..errors import TLSSetupError
+from ..logs import NOTICE, ConnectionLog, FloodCounter
+from ..tls import HANDSHAKE_TIMEOUT, describe_tls_error, server_context
 from .registry import Connections, Linked
 
-__all__ = ["HandshakeFailures", "TLSAcceptProtocol"]
+__all__ = ["HandshakeFailures", "ServerContext", "TLSAcceptProtocol"]
 
 _log = logging.getLogger("aioecho.server")
+_main_log = logging.getLogger("aioecho.main")
+
+
+class ServerContext:
+    """The server's TLS context, which a reload replaces for the handshakes that follow; the
+    connections open keep the one they were made with."""
+
+    def __init__(self, cert: str, key: str) -> None:
+        self.cert, self.key = cert, key
+        self.context = server_context(cert, key)
+
+    def reload(self) -> bool:
+        """Load --tls-cert and --tls-key again (SIGUSR2); a file that does not load is one
+        error line, and the context in use stays. True if the new one is in use."""
+        try:
+            context = server_context(self.cert, self.key)
+        except TLSSetupError as err:
+            _main_log.error("TLS certificate not reloaded, the one in use stays: %s", err)
+            return False
+        self.context = context
+        _main_log.log(NOTICE, "TLS certificate reloaded from %s", self.cert)
+        return True
 
 
 class HandshakeFailures:
@@ -64,14 +87,15 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
 
     def __init__(
         self,
-        context: ssl.SSLContext,
+        context: ssl.SSLContext | ServerContext,
         inner: Callable[[], asyncio.Protocol],
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         *,
         connections: Connections | None = None,
         failures: HandshakeFailures | None = None,
     ) -> None:
-        self._context = context
+        # the context of this handshake: the one in use now, whatever a reload does later
+        self._context = context.context if isinstance(context, ServerContext) else context
         self._inner_factory = inner
         self._handshake_timeout = handshake_timeout
         self._connections = connections

@@ -7,9 +7,9 @@ bound socket that does not listen, so it is never handed a connection). UDP and 
 and every socket where SO_REUSEPORT is missing: one socket opened here and inherited by all.
 
 A worker that dies is started again; SIGINT, SIGTERM or SIGHUP is passed on, as SIGTERM, once
-to every worker, which drains its connections; SIGUSR1 is passed on too. Workers run in their
-own session, so a Ctrl-C at the terminal reaches them only through here, and each stops by
-itself if this process disappears.
+to every worker, which drains its connections; SIGUSR1 (statistics) and SIGUSR2 (reload the
+TLS certificate) are passed on too. Workers run in their own session, so a Ctrl-C at the
+terminal reaches them only through here, and each stops by itself if this process disappears.
 
 Both halves live here. A worker is `aioecho server` run with the supervisor's own arguments;
 what makes it a worker (its number, the inherited descriptors, whom to tell it is ready) travels
@@ -154,6 +154,7 @@ async def supervise(
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop)
     loop.add_signal_handler(signal.SIGUSR1, forward, signal.SIGUSR1)
+    loop.add_signal_handler(signal.SIGUSR2, forward, signal.SIGUSR2)  # each reloads its own
 
     def status() -> str:
         alive = sum(proc.returncode is None for proc in procs.values())
