@@ -10,6 +10,7 @@ import socket
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -34,10 +35,16 @@ def get(port: int, path: str) -> tuple[int, str]:
             return err.code, err.read().decode()
 
 
-def metric(text: str, name: str) -> float:
-    match = re.search(rf"^{name} (\S+)$", text, flags=re.MULTILINE)
-    assert match, f"no {name} in {text}"
-    return float(match.group(1))
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of name's samples whose labels include these (all of them, without any)."""
+    found = re.findall(rf"^{name}(?:\{{([^}}]*)\}})? (\S+)$", text, flags=re.MULTILINE)
+    assert found, f"no {name} in {text}"
+    total = 0.0
+    for label_text, value in found:
+        have = dict(re.findall(r'(\w+)="([^"]*)"', label_text))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(value)
+    return total
 
 
 @pytest.mark.timeout(60)
@@ -109,10 +116,14 @@ def test_with_workers_each_serves_its_own_metrics() -> None:
         pattern = r"^worker(\d): main: metrics on http://127\.0\.0\.1:(\d+)/metrics"
         for number in ("1", "2"):
             server.wait_for_line(rf"^worker{number}: main: metrics on ")
-        ports = [int(m.group(2)) for ln in server.lines if (m := re.match(pattern, ln))]
-        assert len(set(ports)) == 2
-        for port in ports:
+        found = [(m.group(1), int(m.group(2))) for ln in server.lines
+                 if (m := re.match(pattern, ln))]  # fmt: skip
+        assert len({port for _, port in found}) == 2
+        for number, port in found:
             assert get(port, "/readyz") == (200, "ready\n")
+            _, text = get(port, "/metrics")  # each worker's own, and says which it is
+            samples = [ln for ln in text.splitlines() if ln.startswith("aioecho_")]
+            assert samples and all(f'worker="{number}"' in ln for ln in samples), samples
         assert server.stop() == 0
 
 
@@ -229,3 +240,60 @@ def test_a_drain_delay_keeps_serving_while_readyz_says_503() -> None:
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", server.port), timeout=WAIT).close()
         assert server.wait() == 0
+
+
+def get_with(port: int, path: str, accept: str) -> tuple[str, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=WAIT) as answer:
+        return answer.headers["Content-Type"], answer.read().decode()
+
+
+def test_transport_labels_tls_handshakes_and_openmetrics(tmp_path: Path) -> None:
+    """Issue 25 #4: connection counters by transport, TLS failures by reason and handshake
+    times, PROXY-header rejects, UDP's counters labelled udp, OpenMetrics when asked for; every
+    exposition parsed by prometheus_client's own parsers."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
+    from prometheus_client.parser import text_string_to_metric_families as prom
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    issued = ca.issue_cert("localhost", "127.0.0.1")
+    cert, key, ca_path = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_path))
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0", "--metrics", "127.0.0.1:0",
+                       "--tls-cert", str(cert), "--tls-key", str(key)) as server:  # fmt: skip
+        server.start()
+        port = metrics_port(server)
+        good = run_cli("client", "-q", "--host", "127.0.0.1", "--port", str(server.port),
+                       "--tls", "--cafile", str(ca_path), "hi")  # fmt: skip
+        assert good.returncode == 0, good.stderr
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as plain:
+            plain.sendall(b"GET / HTTP/1.0\r\n\r\n")  # not TLS: a failed handshake
+            assert plain.recv(100) == b""
+        wait_until(lambda: "tls_handshake_failures_total{" in get(port, "/metrics")[1])
+        _, text = get(port, "/metrics")
+        assert metric(text, "aioecho_connections_accepted_total", transport="tls") == 2
+        assert metric(text, "aioecho_connections_accepted_total", transport="tcp") == 0
+        assert metric(text, "aioecho_tls_handshake_failures_total") == 1
+        assert metric(text, "aioecho_tls_handshake_seconds_count") == 1
+        assert 0 < metric(text, "aioecho_tls_handshake_seconds_sum") < WAIT
+        assert metric(text, "aioecho_tls_handshake_seconds_bucket", le="+Inf") == 1
+        assert metric(text, "aioecho_datagrams_echoed_total", transport="udp") == 0
+        assert {f.name for f in prom(text)} >= {"aioecho_tls_handshake_seconds"}
+        kind, body = get_with(port, "/metrics", "application/openmetrics-text; version=1.0.0")
+        assert kind.startswith("application/openmetrics-text") and body.endswith("# EOF\n")
+        assert any(f.name == "aioecho_connections_accepted" for f in om(body))
+        assert server.stop() == 0
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0", "--metrics", "127.0.0.1:0",
+                       "--proxy-protocol") as server:  # fmt: skip
+        server.start()
+        port = metrics_port(server)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+            sock.sendall(b"not a PROXY header\r\n")
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(100) == b""
+        wait_until(lambda: metric(get(port, "/metrics")[1], "aioecho_proxy_header_rejects_total")
+                   == 1)  # fmt: skip
+        assert server.stop() == 0

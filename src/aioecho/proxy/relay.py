@@ -23,7 +23,7 @@ from ..errors import describe_os_error
 from ..logs import ConnectionLog
 from ..server.config import DEFAULT_MAX_BUFFER
 from ..server.faults import FaultPlan, Shaper
-from ..server.registry import Connections, Linked
+from ..server.registry import Admission, Linked
 from ..transports import pause_for, reset
 
 __all__ = ["ProxyProtocol", "Upstream"]
@@ -92,7 +92,7 @@ class _Side:
 class ProxyProtocol(asyncio.Protocol, Linked):
     """The client's side of one proxied connection (registry.Tracked for limits and idle)."""
 
-    def __init__(self, upstream: Upstream, connections: Connections | None = None) -> None:
+    def __init__(self, upstream: Upstream, connections: Admission | None = None) -> None:
         self.upstream = upstream
         self._connections = connections
         self._admitted = False

@@ -24,7 +24,7 @@ from ..roles import WorkerRole, worker_count
 from .config import ServerConfig
 from .listeners import activated_sockets, announce, inherited_socket
 from .options import add_parser, server_config
-from .registry import Connections
+from .registry import Admission
 from .sdnotify import Notifier
 from .serve import FD_RESERVE, Server, serve
 from .workers import (
@@ -77,7 +77,7 @@ async def run_server(
     config: ServerConfig,
     role: WorkerRole | None = None,
     *,
-    connection: Callable[[Connections], Callable[[], asyncio.Protocol]] | None = None,
+    connection: Callable[[Admission], Callable[[], asyncio.Protocol]] | None = None,
     inherited: list[socket.socket] | None = None,
     how: str = "",
     fds_per_connection: int = 1,
@@ -118,7 +118,8 @@ async def run_server(
         host, port = config.metrics
         if role is not None and port:  # per worker: worker N on the Nth port from there
             port += role.number - 1
-        endpoint = await start_metrics((host, port), loops.describe(loop), NOTICE)
+        worker = role.number if role is not None else None
+        endpoint = await start_metrics((host, port), loops.describe(loop), NOTICE, worker=worker)
     watcher = None
     if role is not None:
         sockets = await worker_sockets(config, role)

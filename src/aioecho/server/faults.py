@@ -27,7 +27,7 @@ from ..transports import pause_for, reset
 from .config import FaultConfig
 from .protocol import EchoServerProtocol
 from .ratelimit import UdpPolicy
-from .registry import Connections
+from .registry import Admission
 from .udp import EchoDatagramProtocol
 
 __all__ = [
@@ -221,7 +221,7 @@ class FaultyEchoProtocol(EchoServerProtocol):
         *,
         plan: FaultPlan,
         max_buffer: int | None = None,
-        connections: Connections | None = None,
+        connections: Admission | None = None,
     ) -> None:
         super().__init__(max_buffer=max_buffer, connections=connections)
         self._plan = plan

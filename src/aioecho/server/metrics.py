@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from ..errors import AioechoError, ListenError
 from ..version import __version__
+from .tls import HANDSHAKE_BUCKETS
 
 if TYPE_CHECKING:
     from .serve import Server
@@ -48,9 +49,20 @@ class _ServerCollector:
         self._loop_name = loop_name
 
     def collect(self) -> Iterator[Any]:
+        worker = self._endpoint.worker
+        for family in self._families():
+            if worker is not None:  # --workers: which one's, on every sample
+                family.samples = [
+                    sample._replace(labels={**sample.labels, "worker": str(worker)})
+                    for sample in family.samples
+                ]
+            yield family
+
+    def _families(self) -> Iterator[Any]:
         from prometheus_client.core import (
             CounterMetricFamily,
             GaugeMetricFamily,
+            HistogramMetricFamily,
             InfoMetricFamily,
         )
 
@@ -58,23 +70,36 @@ class _ServerCollector:
         if server is None:  # still starting up
             return
         stats = server.stats()
-        counters = (
-            ("connections_accepted", "Connections taken on", stats.accepted),
-            ("connections_refused", "Closed at once (--max-connections)", stats.refused),
-            ("connections_idle_closed", "Closed by --idle-timeout", stats.idle_closed),
-            ("connections_reset", "Lost with an error (reset, broken pipe)", stats.resets),
+        by_transport = server.by_transport()
+        labelled = (  # by transport: tcp, tls, unix (each listener's kind)
+            ("connections_accepted", "Connections taken on", "accepted"),
+            ("connections_refused", "Closed at once (--max-connections)", "refused"),
+            ("connections_reset", "Lost with an error (reset, broken pipe)", "reset"),
             (
                 "connections_checks",
                 "Ended before any data: health checks, port probes (not in connections_reset)",
-                stats.checks,
+                "checks",
             ),
+        )
+        for name, text, key in labelled:
+            family = CounterMetricFamily(f"aioecho_{name}", text, labels=["transport"])
+            for transport, counts in sorted(by_transport.items()):
+                family.add_metric([transport], counts[key])
+            yield family
+        counters = (
+            ("connections_idle_closed", "Closed by --idle-timeout", stats.idle_closed),
             ("received_bytes", "Payload bytes received", stats.bytes_in),
             ("sent_bytes", "Payload bytes echoed", stats.bytes_out),
-            ("datagrams_echoed", "UDP datagrams echoed", stats.datagrams_echoed),
-            ("datagrams_dropped", "UDP datagrams dropped (--udp-rate)", stats.datagrams_dropped),
         )
         for name, text, value in counters:
             yield CounterMetricFamily(f"aioecho_{name}", text, value=value)
+        for name, text, value in (
+            ("datagrams_echoed", "UDP datagrams echoed", stats.datagrams_echoed),
+            ("datagrams_dropped", "UDP datagrams dropped (--udp-rate)", stats.datagrams_dropped),
+        ):
+            family = CounterMetricFamily(f"aioecho_{name}", text, labels=["transport"])
+            family.add_metric(["udp"], value)
+            yield family
         faults = stats.faults()
         if faults:
             fired = CounterMetricFamily(
@@ -83,6 +108,31 @@ class _ServerCollector:
             for kind, count in faults.items():
                 fired.add_metric([kind], count)
             yield fired
+        yield CounterMetricFamily(
+            "aioecho_proxy_header_rejects",
+            "Connections closed without a valid PROXY protocol header (--proxy-protocol)",
+            value=server.header_rejects,
+        )
+        handshakes = server.tls_handshakes
+        if handshakes is not None:
+            failures = CounterMetricFamily(
+                "aioecho_tls_handshake_failures", "Failed TLS handshakes, by reason",
+                labels=["reason"],
+            )  # fmt: skip
+            for reason, count in sorted(handshakes.reasons.items()):
+                failures.add_metric([reason], count)
+            yield failures
+            cumulative, buckets = 0, []
+            for bound, count in zip((*HANDSHAKE_BUCKETS, float("inf")), handshakes.buckets,
+                                    strict=True):  # fmt: skip
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            yield HistogramMetricFamily(
+                "aioecho_tls_handshake_seconds",
+                "Time from accept to a completed TLS handshake",
+                buckets=buckets,
+                sum_value=handshakes.seconds,
+            )
         yield GaugeMetricFamily("aioecho_connections_open", "Connections open now", stats.active)
         yield GaugeMetricFamily(
             "aioecho_ready", "1 while accepting, 0 once draining", 0 if server.draining else 1
@@ -195,7 +245,7 @@ class _HttpProtocol(asyncio.Protocol):
         elif method not in ("GET", "HEAD"):
             status, kind, body = 405, "text/plain; charset=utf-8", b"method not allowed\n"
         else:
-            status, kind, body = handler()
+            status, kind, body = handler(dict(request.headers))
         self._send(status, kind, b"" if method == "HEAD" else body, len(body))
 
     def _send(self, status: int, kind: str, body: bytes, length: int) -> None:
@@ -221,32 +271,37 @@ class MetricsEndpoint:
     server does (so that every listener is open before the listening lines): until `server` is
     set, /readyz says 503 and /metrics has only the process's figures."""
 
-    def __init__(self, loop_name: str, server: Server | None = None) -> None:
+    def __init__(
+        self, loop_name: str, server: Server | None = None, worker: int | None = None
+    ) -> None:
         try:
             import h11  # noqa: F401
-            from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-            from prometheus_client.exposition import CONTENT_TYPE_LATEST
+            from prometheus_client import CollectorRegistry, ProcessCollector
+            from prometheus_client.exposition import choose_encoder
         except ImportError:
             raise AioechoError(MISSING) from None
         self.server = server
+        self.worker = worker
         self._registry = CollectorRegistry()
         self._registry.register(_ServerCollector(self, loop_name))
         ProcessCollector(registry=self._registry)
-        self._generate = generate_latest
-        self._content_type = CONTENT_TYPE_LATEST
-        self.routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
+        self._choose_encoder = choose_encoder
+        self.routes: dict[str, Callable[[dict[bytes, bytes]], tuple[int, str, bytes]]] = {
             "/metrics": self._metrics,
-            "/healthz": lambda: (200, "text/plain; charset=utf-8", b"ok\n"),
+            "/healthz": lambda headers: (200, "text/plain; charset=utf-8", b"ok\n"),
             "/readyz": self._ready,
         }
         self._listener: asyncio.Server | None = None
         # open HTTP connections, the one that waited longest for its request first
         self.clients: dict[asyncio.Transport, None] = {}
 
-    def _metrics(self) -> tuple[int, str, bytes]:
-        return 200, self._content_type, self._generate(self._registry)
+    def _metrics(self, headers: dict[bytes, bytes]) -> tuple[int, str, bytes]:
+        """Prometheus's text format, or OpenMetrics when the scraper's Accept asks for it."""
+        accept = headers.get(b"accept", b"").decode("latin-1")
+        encode, kind = self._choose_encoder(accept)
+        return 200, kind, encode(self._registry)
 
-    def _ready(self) -> tuple[int, str, bytes]:
+    def _ready(self, headers: dict[bytes, bytes]) -> tuple[int, str, bytes]:
         if self.server is None:
             return 503, "text/plain; charset=utf-8", b"starting\n"
         if self.server.draining:
@@ -270,11 +325,16 @@ class MetricsEndpoint:
 
 
 async def start_metrics(
-    where: tuple[str, int], loop_name: str, level: int, server: Server | None = None
+    where: tuple[str, int],
+    loop_name: str,
+    level: int,
+    server: Server | None = None,
+    worker: int | None = None,
 ) -> MetricsEndpoint:
     """Serve metrics and health at where (the server's once it is set); log the line scripts
-    read the port from."""
-    endpoint = MetricsEndpoint(loop_name, server)
+    read the port from. worker: this process's number among --workers, a label on every
+    aioecho_ metric (each worker serves its own endpoint, on the next port)."""
+    endpoint = MetricsEndpoint(loop_name, server, worker)
     host, port = await endpoint.start(*where)
     _log.log(level, "metrics on http://%s/metrics (and /healthz, /readyz)", _url_host(host, port))
     return endpoint

@@ -18,7 +18,7 @@ from ..addresses import peer_name
 from ..errors import describe_os_error
 from ..logs import connection_lines, preview
 from .config import DEFAULT_MAX_BUFFER
-from .registry import Connections, Linked
+from .registry import Admission, Linked
 
 __all__ = ["BannerEchoServerProtocol", "EchoServerProtocol", "banner_text"]
 
@@ -51,7 +51,7 @@ class EchoServerProtocol(asyncio.Protocol, Linked):
     )
 
     def __init__(
-        self, *, max_buffer: int | None = None, connections: Connections | None = None
+        self, *, max_buffer: int | None = None, connections: Admission | None = None
     ) -> None:
         """max_buffer: bytes of pending echo before reading pauses (default: the registry's,
         else DEFAULT_MAX_BUFFER). connections: the server's registry (limits, idle sweep,

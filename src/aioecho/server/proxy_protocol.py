@@ -14,7 +14,7 @@ from typing import Any, Final, cast
 from ..addresses import peer_name
 from ..logs import ConnectionLog
 from .proxyheader import ProxyHeaderError, parse
-from .registry import Connections, Linked
+from .registry import Admission, Linked
 
 __all__ = ["ClientAddressTransport", "ProxyHeaderProtocol"]
 
@@ -54,7 +54,7 @@ class ProxyHeaderProtocol(asyncio.Protocol, Linked):
         self,
         inner: Callable[[], asyncio.Protocol],
         *,
-        connections: Connections | None = None,
+        connections: Admission | None = None,
         timeout: float = HEADER_TIMEOUT,
     ) -> None:
         self._inner_factory = inner
@@ -136,6 +136,8 @@ class ProxyHeaderProtocol(asyncio.Protocol, Linked):
     def _reject(self, reason: str) -> None:
         if self.transport.is_closing():
             return
+        if self._connections is not None:
+            self._connections.header_rejects += 1
         name = peer_name("EchoServer", self._peer)
         ConnectionLog(_log, name).warning("closing: %s", reason)
         self.transport.abort()

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Iterator
 from typing import Any, Final, Protocol
@@ -13,7 +14,7 @@ from ..logs import FloodCounter
 from .config import DEFAULT_MAX_BUFFER
 from .stats import StatsSnapshot
 
-__all__ = ["Connections", "Linked", "Tracked"]
+__all__ = ["Admission", "Connections", "Linked", "Listener", "Tracked"]
 
 _main_log = logging.getLogger("aioecho.main")
 
@@ -52,6 +53,20 @@ class Tracked(Protocol):
         ...
 
 
+class Admission(Protocol):
+    """What a connection's protocol asks of its registry: a Connections, or a Listener (the
+    registry as one kind of listener's connections see it)."""
+
+    max_buffer: int
+    header_rejects: int
+
+    def admit(self, conn: Tracked) -> bool: ...
+
+    def hand_over(self, conn: Tracked) -> None: ...
+
+    def discard(self, conn: Tracked, exc: Exception | None) -> None: ...
+
+
 class Connections:
     """Registry of a server's open connections. Protocols call admit() in connection_made and
     discard() in connection_lost; nothing here runs per data_received."""
@@ -65,6 +80,11 @@ class Connections:
     ) -> None:
         self.max_connections = max_connections  # None: no limit
         self.max_buffer = max_buffer  # pending echo per connection before reading pauses
+        self.header_rejects = 0  # closed for want of a valid PROXY protocol header
+        # accepted, refused, reset and checks by transport (tcp, tls, unix): Listener's counts
+        self.by_transport: dict[str, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter
+        )
         self.idle_timeout = idle_timeout  # seconds; 0: never
         self._head = Linked()  # the list's ends meet here
         self._head.registry_next = self._head.registry_prev = self._head
@@ -130,22 +150,37 @@ class Connections:
         """conn passes its place to the protocol that takes its connection next (TLS, once the
         handshake is done), whose admit() follows at once: conn leaves without counting as a
         closed connection, and the connection is counted as accepted once."""
-        if self._unlink(conn):
-            self.accepted -= 1
-            if not self._count:
-                self._empty.set()
+        self.handed_over(conn)
+
+    def handed_over(self, conn: Tracked) -> bool:
+        """hand_over(), saying whether conn was here to hand over its place."""
+        if not self._unlink(conn):
+            return False
+        self.accepted -= 1
+        if not self._count:
+            self._empty.set()
+        return True
 
     def discard(self, conn: Tracked, exc: Exception | None) -> None:
+        self.discarded(conn, exc)
+
+    def discarded(self, conn: Tracked, exc: Exception | None) -> str:
+        """discard(), saying how the connection was counted: 'checks', 'reset' or '' (a
+        client that closed, or one not here)."""
         if not self._unlink(conn):
-            return
+            return ""
+        ending = ""
         if not conn.bytes_in or getattr(conn, "health_check", False):
             self.checks += 1  # a health check or a port probe, not a client that was cut off
+            ending = "checks"
         elif exc is not None:
             self.resets += 1
+            ending = "reset"
         self._closed_bytes_in += conn.bytes_in
         self._closed_bytes_out += conn.bytes_in - conn.unsent_at_close
         if not self._count:
             self._empty.set()
+        return ending
 
     def snapshot(self) -> StatsSnapshot:
         conns = list(self)
@@ -212,3 +247,38 @@ class Connections:
             "" if count == 1 else "s",
             self._count,
         )
+
+
+class Listener:
+    """The registry as the connections of one kind of listener see it: the same list, limits,
+    idle sweep and drain, and besides the totals, the counts by transport (tcp, tls, unix) for
+    --metrics. A listener's protocols hold this instead of the registry: nothing more per
+    connection."""
+
+    def __init__(self, registry: Connections, transport: str) -> None:
+        self._registry = registry
+        self.transport = transport
+        self.max_buffer = registry.max_buffer
+        self._counts = registry.by_transport[transport]
+
+    @property
+    def header_rejects(self) -> int:
+        return self._registry.header_rejects
+
+    @header_rejects.setter
+    def header_rejects(self, value: int) -> None:
+        self._registry.header_rejects = value
+
+    def admit(self, conn: Tracked) -> bool:
+        admitted = self._registry.admit(conn)
+        self._counts["accepted" if admitted else "refused"] += 1
+        return admitted
+
+    def hand_over(self, conn: Tracked) -> None:
+        if self._registry.handed_over(conn):
+            self._counts["accepted"] -= 1
+
+    def discard(self, conn: Tracked, exc: Exception | None) -> None:
+        ending = self._registry.discarded(conn, exc)
+        if ending:
+            self._counts[ending] += 1

@@ -21,7 +21,7 @@ from .listeners import announce, open_sockets, remove_unix_socket
 from .protocol import BannerEchoServerProtocol, EchoServerProtocol, banner_text
 from .proxy_protocol import ProxyHeaderProtocol
 from .ratelimit import UdpPolicy
-from .registry import Connections
+from .registry import Admission, Connections, Listener
 from .stats import StatsSnapshot
 from .tls import HandshakeFailures, ServerContext, TLSAcceptProtocol
 from .trace import TracingDatagramProtocol, TracingEchoServerProtocol
@@ -82,6 +82,22 @@ class Server:
     def draining(self) -> bool:
         """True from unready() or the moment close() began (for /readyz)."""
         return self._closing is not None or self._unready
+
+    @property
+    def tls_handshakes(self) -> HandshakeFailures | None:
+        """The TLS handshakes' failures by reason and times (None without TLS)."""
+        return self._tls_failures if self.tls_context is not None else None
+
+    def by_transport(self) -> dict[str, dict[str, int]]:
+        """accepted, refused, reset and checks by transport (tcp, tls, unix)."""
+        counts = self._connections.by_transport
+        keys = ("accepted", "refused", "reset", "checks")
+        return {t: {k: c[k] for k in keys} for t, c in counts.items()}
+
+    @property
+    def header_rejects(self) -> int:
+        """Connections closed for want of a valid PROXY protocol header."""
+        return self._connections.header_rejects
 
     def reload_tls(self) -> bool:
         """Load the certificate and key files again for the handshakes that follow (SIGUSR2);
@@ -170,7 +186,7 @@ async def serve(
     config: ServerConfig | None = None,
     *,
     sockets: Sequence[socket.socket] | None = None,
-    connection: Callable[[Connections], Callable[[], asyncio.Protocol]] | None = None,
+    connection: Callable[[Admission], Callable[[], asyncio.Protocol]] | None = None,
     worker: int = 0,
     fds_per_connection: int = 1,
     fault_counts: collections.Counter[str] | None = None,
@@ -197,47 +213,58 @@ async def serve(
         max_buffer=config.max_buffer,
     )
     # The classes are chosen here, so that the plain ones pay nothing for tracing or faults.
-    factory: Callable[[], asyncio.Protocol] = functools.partial(
-        EchoServerProtocol, connections=connections
-    )
     datagram_protocol: Callable[[UdpPolicy], EchoDatagramProtocol] = EchoDatagramProtocol
     if config.trace:
-        factory = functools.partial(TracingEchoServerProtocol, connections=connections)
         datagram_protocol = TracingDatagramProtocol
-    if config.banner is not None:
-        factory = functools.partial(
-            BannerEchoServerProtocol,
-            banner=banner_text(config.banner, worker),
-            connections=connections,
-        )
-    if connection is not None:
-        factory = connection(connections)
-    elif config.faults.stream or config.faults.datagram:
+    plan = None
+    if connection is None and (config.faults.stream or config.faults.datagram):
         plan = FaultPlan(config.faults)
         fault_counts = plan.fired
         _main_log.log(NOTICE, "faults: %s", config.faults.describe(plan.seed))
-        if config.faults.stream:
-            factory = functools.partial(
-                FaultyEchoProtocol,
-                plan=plan,
-                connections=connections,
-            )
         if config.faults.datagram:
             datagram_protocol = functools.partial(FaultyDatagramProtocol, plan=plan)
     tls_failures = HandshakeFailures()
     tls_context = None
     if config.tls_cert is not None and config.tls_key is not None:
         tls_context = ServerContext(config.tls_cert, config.tls_key)
-        factory = functools.partial(
-            TLSAcceptProtocol,
-            tls_context,
-            factory,
-            config.tls_handshake_timeout,
-            connections=connections,
-            failures=tls_failures,
+
+    def stream_protocol(admission: Admission) -> Callable[[], asyncio.Protocol]:
+        """The protocol factory of one kind of listener, its connections joining admission."""
+        factory: Callable[[], asyncio.Protocol] = functools.partial(
+            EchoServerProtocol, connections=admission
         )
-    if config.proxy_protocol:  # outermost: the header comes before anything else
-        factory = functools.partial(ProxyHeaderProtocol, factory, connections=connections)
+        if config.trace:
+            factory = functools.partial(TracingEchoServerProtocol, connections=admission)
+        if config.banner is not None:
+            factory = functools.partial(
+                BannerEchoServerProtocol,
+                banner=banner_text(config.banner, worker),
+                connections=admission,
+            )
+        if connection is not None:
+            factory = connection(admission)
+        elif plan is not None and config.faults.stream:
+            factory = functools.partial(FaultyEchoProtocol, plan=plan, connections=admission)
+        if tls_context is not None:
+            factory = functools.partial(
+                TLSAcceptProtocol,
+                tls_context,
+                factory,
+                config.tls_handshake_timeout,
+                connections=admission,
+                failures=tls_failures,
+            )
+        if config.proxy_protocol:  # outermost: the header comes before anything else
+            factory = functools.partial(ProxyHeaderProtocol, factory, connections=admission)
+        return factory
+
+    factories: dict[str, Callable[[], asyncio.Protocol]] = {}  # by transport (--metrics)
+
+    def for_transport(transport: str) -> Callable[[], asyncio.Protocol]:
+        if transport not in factories:
+            factories[transport] = stream_protocol(Listener(connections, transport))
+        return factories[transport]
+
     unix_inode = None
     if sockets is None:
         _main_log.info("starting up on %s", describe_target(config.hosts, config.port, config.unix))
@@ -254,10 +281,12 @@ async def serve(
                 )
             )
         elif sock.family == socket.AF_UNIX:
+            factory = for_transport("tls" if tls_context is not None else "unix")
             listeners.append(
                 await loop.create_unix_server(factory, sock=sock, backlog=config.backlog)
             )
         else:
+            factory = for_transport("tls" if tls_context is not None else "tcp")
             listeners.append(await loop.create_server(factory, sock=sock, backlog=config.backlog))
     server = Server(
         config, listeners, datagrams, connections, unix_inode, tls_failures, fault_counts

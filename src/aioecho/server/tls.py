@@ -9,16 +9,19 @@ loop.start_tls and logs one line per failed peer.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import collections
 import logging
 import ssl
+import time
 from collections.abc import Callable
-from typing import cast
+from typing import Final, cast
 
 from ..addresses import peer_name
 from ..errors import TLSSetupError
 from ..logs import NOTICE, ConnectionLog, FloodCounter
 from ..tls import HANDSHAKE_TIMEOUT, describe_tls_error, server_context
-from .registry import Connections, Linked
+from .registry import Admission, Linked
 
 __all__ = ["HandshakeFailures", "ServerContext", "TLSAcceptProtocol"]
 
@@ -47,15 +50,31 @@ class ServerContext:
         return True
 
 
+# Upper bounds (seconds) of the handshake-time histogram's buckets (--metrics), then +Inf
+HANDSHAKE_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+MAX_REASONS: Final = 32  # distinct failure reasons counted apart; the rest as "other"
+
+
 class HandshakeFailures:
-    """The log of failed handshakes: a line naming the peer and the reason, at most one a
-    second, and the rest counted, so that a flood of bad peers costs a line a second."""
+    """The server's TLS handshakes: the log of failed ones (a line naming the peer and the
+    reason, at most one a second, the rest counted, so that a flood of bad peers costs a line a
+    second), the failures counted by reason, and the time of the ones that succeeded, in
+    buckets (for --metrics)."""
 
     def __init__(self) -> None:
         self._last = float("-inf")  # loop time of the last line
         self._folded = FloodCounter(self._report)
+        self.reasons: collections.Counter[str] = collections.Counter()
+        self.buckets = [0] * (len(HANDSHAKE_BUCKETS) + 1)  # per bucket, not cumulative
+        self.seconds = 0.0  # all succeeded handshakes' time
+
+    def succeeded(self, seconds: float) -> None:
+        self.buckets[bisect.bisect_left(HANDSHAKE_BUCKETS, seconds)] += 1
+        self.seconds += seconds
 
     def failed(self, name: str, reason: str) -> None:
+        key = reason if reason in self.reasons or len(self.reasons) < MAX_REASONS else "other"
+        self.reasons[key] += 1
         now = asyncio.get_running_loop().time()
         if now - self._last >= 1.0:
             self._last = now
@@ -91,7 +110,7 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         inner: Callable[[], asyncio.Protocol],
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         *,
-        connections: Connections | None = None,
+        connections: Admission | None = None,
         failures: HandshakeFailures | None = None,
     ) -> None:
         # the context of this handshake: the one in use now, whatever a reload does later
@@ -111,8 +130,10 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         self.idle_mark = -1
         self.idle_since = 0.0
         self._plain: asyncio.Transport  # set in connection_made
+        self._started = 0.0  # when the handshake began (perf_counter)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._started = time.perf_counter()
         self._plain = plain = cast(asyncio.Transport, transport)
         if self._connections is not None and not self._connections.admit(self):
             plain.close()  # counted and logged (rate-limited) by the registry
@@ -156,6 +177,7 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         if secure is None:  # the connection closed during the handshake
             self._end(plain)
             return
+        self._failures.succeeded(time.perf_counter() - self._started)
         if self._connections is not None:
             self._connections.hand_over(self)
         inner = self._inner_factory()
