@@ -7,6 +7,7 @@ import contextlib
 import re
 import signal
 import socket
+import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support import WAIT, ServerProcess, run_cli, wait_until
+from support import WAIT, ServerProcess, require_tool, run_cli, wait_until
 
 METRICS_LINE = r"^main: metrics on http://127\.0\.0\.1:(\d+)/metrics \(and /healthz, /readyz\)$"
 
@@ -296,4 +297,19 @@ def test_transport_labels_tls_handshakes_and_openmetrics(tmp_path: Path) -> None
                 assert sock.recv(100) == b""
         wait_until(lambda: metric(get(port, "/metrics")[1], "aioecho_proxy_header_rejects_total")
                    == 1)  # fmt: skip
+        assert server.stop() == 0
+
+
+def test_promtool_accepts_what_metrics_serves() -> None:
+    promtool = require_tool("promtool")
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0", "--tcp", "--udp",
+                       "--metrics", "127.0.0.1:0", "--delay", "1ms") as server:  # fmt: skip
+        server.start()
+        port = metrics_port(server)
+        assert run_cli("client", "-q", "--host", "127.0.0.1", "--port", str(server.port),
+                       "hi").returncode == 0  # fmt: skip
+        _, text = get(port, "/metrics")
+        checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                                 text=True, timeout=WAIT, check=False)  # fmt: skip
+        assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout
         assert server.stop() == 0

@@ -268,6 +268,19 @@ def test_the_shipped_systemd_units_verify() -> None:
     ]  # fmt: skip
 
 
+def test_the_shipped_service_unit_stays_hardened() -> None:
+    """systemd-analyze security's exposure score: 3.2 when issue 25 was filed, at most that."""
+    analyze = require_tool("systemd-analyze")
+    unit = Path(__file__).resolve().parent.parent / "deploy" / "systemd" / "aioecho.service"
+    result = subprocess.run(
+        [analyze, "security", "--offline=true", str(unit)],
+        capture_output=True, text=True, timeout=WAIT, check=False,
+    )  # fmt: skip
+    match = re.search(r"Overall exposure level for aioecho\.service: (\d+\.\d+)", result.stdout)
+    assert match is not None, result.stdout + result.stderr
+    assert float(match.group(1)) <= 3.2
+
+
 def test_log_format_json_is_an_object_per_line_with_the_peer() -> None:
     with ServerProcess("--host", "127.0.0.1", "--port", "0", "--log-format", "json") as server:
         server.wait_for_line(r'"message": "listening on ')
