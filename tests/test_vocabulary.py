@@ -253,3 +253,24 @@ def test_one_is_singular_and_the_top_level_help_names_every_program() -> None:
     description = run_cli("--help").stdout.decode()
     for program in ("bench", "ping", "check", "proxy", "client", "server"):
         assert program in description.split("positional arguments")[0], program
+
+
+def test_a_report_file_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    """ping --json-file on a full disk was a traceback; bench --json-file into no directory
+    was found out only after the whole run."""
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0") as server:
+        server.start()
+        target = ("--host", "127.0.0.1", "--port", str(server.port))
+        full = run_cli("ping", *target, "-c", "2", "-i", "0.01", "--json-file", "/dev/full")
+        assert full.returncode == 1
+        assert full.stderr.decode().splitlines()[-1] == (
+            "aioecho ping: error: --json-file /dev/full: no space left on device"
+        )
+        missing = str(tmp_path / "no" / "r.json")
+        refused = run_cli("bench", *target, "--duration", "60", "--json-file", missing)
+        assert refused.returncode == 2  # at once: not after a minute of load
+        assert refused.stderr.decode().splitlines() == [
+            f"aioecho bench: error: --json-file {missing}: no such directory "
+            f"{str(tmp_path / 'no')!r}"
+        ]
+        assert server.stop() == 0

@@ -27,7 +27,7 @@ from ..errors import (
 )
 from ..logs import LoopErrorLog
 from ..options import Invocation
-from ..output import writing_stdout
+from ..output import check_writable, writing_stdout
 from ..roles import WorkerRole
 from .config import BenchConfig
 from .engine import describe, is_terminal, run_bench
@@ -55,6 +55,8 @@ async def run_bench_command(
     Raises BenchError when any request failed or none completed."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrorLog())
+    if json_file is not None:
+        check_writable("--json-file", json_file)  # not found out after the whole run
     stop, stopped_by = _stop_on_signals()
     server: asyncio.subprocess.Process | None = None
     warn_if_insecure(config.target)

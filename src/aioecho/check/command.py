@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import signal
 import socket
 import sys
@@ -17,10 +16,10 @@ from typing import TextIO
 from .. import loops
 from ..addresses import host_port
 from ..client.config import warn_if_insecure
-from ..errors import AioechoError, ConfigError, Interrupted, ResolveError, describe_os_error
+from ..errors import AioechoError, Interrupted, ResolveError, describe_os_error
 from ..logs import LoopErrorLog
 from ..options import Invocation
-from ..output import writing_stdout
+from ..output import check_writable, writing_stdout
 from ..units import plural
 from ..version import __version__
 from .cases import idle_wait, run_case
@@ -68,7 +67,7 @@ async def run_check(config: CheckConfig) -> Report:
     )
     for option, path in reports:
         if path is not None and path != "-":
-            _check_writable(option, path)  # before the run, not after it
+            check_writable(option, path)  # before the run, not after it
     warn_if_insecure(config.target)
     addresses = await _resolve(config)
     # the table goes to stdout, unless a report does: then it goes aside, to stderr
@@ -184,17 +183,6 @@ async def _resolve(config: CheckConfig) -> list[str]:
     except asyncio.TimeoutError:
         raise ResolveError(target.host, TimeoutError("timed out")) from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def _check_writable(option: str, path: str) -> None:
-    where = Path(path)
-    parent = where.parent
-    if where.is_dir():
-        raise ConfigError(f"{option} {path}: is a directory")
-    if not parent.is_dir():
-        raise ConfigError(f"{option} {path}: no such directory {str(parent)!r}")
-    if not os.access(where if where.exists() else parent, os.W_OK):
-        raise ConfigError(f"{option} {path}: permission denied")
 
 
 def _say(out: TextIO, line: str) -> None:

@@ -16,10 +16,10 @@ from typing import TextIO
 
 from .. import loops
 from ..client.config import warn_if_insecure
-from ..errors import AioechoError, describe_os_error
+from ..errors import AioechoError
 from ..logs import LoopErrorLog
 from ..options import Invocation
-from ..output import writing_stdout
+from ..output import report_file, writing_stdout
 from ..version import __version__
 from .config import PingConfig
 from .engine import ping
@@ -51,10 +51,7 @@ async def run_ping(config: PingConfig) -> PingSummary:
         for form, path in files:
             if path is None:
                 continue
-            try:
-                outs.append((form, stack.enter_context(open(path, "w", encoding="utf-8"))))
-            except OSError as err:
-                raise AioechoError(f"--{form}-file {path}: {describe_os_error(err)}") from None
+            outs.append((form, stack.enter_context(report_file(f"--{form}-file", path))))
         with writing_stdout():
             return await _ping(config, outs)
 

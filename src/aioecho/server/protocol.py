@@ -236,7 +236,12 @@ _HOST_INDEX: dict[str, int] = {}
 def pack_peer(peername: Any) -> int | str:
     """A peer's address as one int (its host's index << 16 | its port), or its name where it
     has no (host, port) address (a Unix socket) or the hosts seen are too many."""
-    if isinstance(peername, tuple) and len(peername) >= 2 and isinstance(peername[1], int):
+    if (
+        isinstance(peername, tuple)
+        and len(peername) >= 2
+        and isinstance(peername[1], int)
+        and 0 <= peername[1] <= 0xFFFF  # the port's 16 bits (a PROXY header's too)
+    ):
         host = peername[0]
         index = _HOST_INDEX.get(host)
         if index is None and len(_HOSTS) < MAX_HOSTS:
