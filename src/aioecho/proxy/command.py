@@ -4,17 +4,20 @@ comes back (proxy.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
+import json
 import logging
 import socket
+from typing import Any
 
 from .. import loops
-from ..errors import ConfigError
+from ..errors import ConfigError, describe_os_error
 from ..logs import NOTICE
 from ..options import Invocation
 from ..roles import WorkerRole, worker_count
-from ..server.command import handed_over, run_server
+from ..server.command import STOP_SIGNALS, handed_over, run_server
 from ..server.faults import FaultPlan
 from ..server.workers import check_metrics_ports, supervise
 from .config import ProxyConfig
@@ -90,9 +93,81 @@ def _resolve(host: str, port: int) -> set[ipaddress.IPv4Address | ipaddress.IPv6
     return {ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos}
 
 
+async def run_api(config: ProxyConfig) -> None:
+    """`aioecho proxy --api`: Toxiproxy's API and the proxies it makes, until a stop signal."""
+    from .api import start_api
+    from .hub import Hub
+    from .journal import Journal
+    from .spec import ApiError
+
+    assert config.api is not None
+    specs = load_config(config.config_file) if config.config_file is not None else []
+    journal_file = None
+    if config.journal is not None:
+        try:
+            journal_file = open(config.journal, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as err:
+            raise ConfigError(f"--journal {config.journal}: {describe_os_error(err)}") from None
+    hub = Hub(
+        seed=config.listen.faults.seed,
+        journal=Journal(journal_file),
+        max_buffer=config.listen.max_buffer,
+        connect_timeout=config.connect_timeout,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    api = None
+    try:
+        try:
+            await hub.populate(specs)
+        except ApiError as err:
+            raise ConfigError(f"--config {config.config_file}: {err.message}") from None
+        api = await start_api(hub, *config.api)
+        _main_log.log(NOTICE, "toxicity seed %d (--seed)", hub.seed)
+        for proxy in hub.proxies.values():
+            _main_log.log(NOTICE, "proxy %s on %s, to %s", proxy.name, proxy.listen, proxy.upstream)
+        await stop.wait()
+        _main_log.log(NOTICE, "stop signal -> closing %d proxies", len(hub.proxies))
+    finally:
+        if api is not None:
+            await api.close()
+        await hub.close()
+        if journal_file is not None:
+            journal_file.close()
+
+
+def load_config(path: str) -> list[Any]:
+    """Toxiproxy's config file: a JSON list of proxies (name, listen, upstream, enabled), each
+    with an optional toxics list (ours)."""
+    from .spec import ApiError, parse_proxy
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            body = json.load(file)
+    except OSError as err:
+        raise ConfigError(f"--config {path}: {describe_os_error(err)}") from None
+    except ValueError as err:
+        raise ConfigError(f"--config {path}: not JSON: {err}") from None
+    if not isinstance(body, list):
+        raise ConfigError(f"--config {path}: a JSON list of proxies is needed")
+    try:
+        specs = [parse_proxy(item) for item in body]
+    except ApiError as err:
+        raise ConfigError(f"--config {path}: {err.message}") from None
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--config {path}: a proxy name appears twice")
+    return specs
+
+
 def run(call: Invocation) -> None:
     """`aioecho proxy` as the command line asked: one process, or a supervisor of --workers."""
     relay = proxy_config(call.args)
+    if relay.api is not None:
+        loops.run(run_api(relay), call.loop)
+        return
     workers = worker_count(call.args.workers)
     if workers > 1:
         check_metrics_ports(relay.listen, workers)

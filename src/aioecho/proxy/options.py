@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 from typing import Any, cast
 
+from ..errors import ConfigError
 from ..options import Parser, checked
 from ..server.options import fault_options, listen_options, server_config
-from ..units import parse_seconds, parse_target
+from ..units import parse_port, parse_seconds, parse_target
 from .config import ProxyConfig
 
 __all__ = ["add_parser", "proxy_config"]
@@ -21,7 +22,11 @@ examples:
   aioecho proxy --to 127.0.0.1:6379 --port 7000 --reset-after 100
   aioecho proxy --to db.example:5432 --port 6432 --delay 50ms --jitter 10ms
   aioecho proxy --to 127.0.0.1:8080 --bandwidth 64KiB --faults-upstream
+  aioecho proxy --api                                            # Toxiproxy's API on :8474
+  aioecho proxy --api 127.0.0.1:0 --config proxies.json --journal events.ndjson --seed 7
 """
+
+API = ("127.0.0.1", 8474)  # Toxiproxy's default
 
 
 def add_parser(commands: Any) -> Parser:
@@ -35,7 +40,29 @@ def add_parser(commands: Any) -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     proxy.add_argument(
-        "--to", required=True, type=checked(parse_target), metavar="HOST:PORT", help="upstream"
+        "--to", type=checked(parse_target), metavar="HOST:PORT", help="upstream (or --api)"
+    )
+    proxy.add_argument(
+        "--api",
+        nargs="?",
+        const=API,
+        type=checked(parse_api),
+        metavar="[HOST:]PORT",
+        help="no fixed upstream: serve Toxiproxy's HTTP API there (default 127.0.0.1:8474), "
+        "through which any Toxiproxy client makes proxies and toxics (docs/toxiproxy.md)",
+    )
+    proxy.add_argument(
+        "--config",
+        dest="config_file",
+        metavar="FILE",
+        help="--api: make these proxies at start, their toxics in place before the first "
+        "connection (Toxiproxy's JSON list; each may have a toxics list)",
+    )
+    proxy.add_argument(
+        "--journal",
+        metavar="FILE",
+        help="--api: append every event (connections, toxics applied, closes) to FILE, NDJSON; "
+        "GET /events serves them too",
     )
     proxy.add_argument(
         "--faults-upstream",
@@ -59,12 +86,24 @@ def add_parser(commands: Any) -> Parser:
     return proxy
 
 
+def parse_api(text: str) -> tuple[str, int]:
+    """'PORT' (on 127.0.0.1) or 'HOST:PORT'."""
+    if text.isdigit():
+        return API[0], parse_port(text)
+    return parse_target(text)
+
+
 def proxy_config(args: argparse.Namespace) -> ProxyConfig:
-    host, port = args.to
+    host, port = args.to if args.to is not None else ("127.0.0.1", 0)
+    if args.api is not None and args.to is not None:
+        raise ConfigError("--api makes its proxies through the API: no --to with it")
     return ProxyConfig(
         listen=server_config(args),
         upstream_host=host,
         upstream_port=port,
         faults_upstream=args.faults_upstream,
         connect_timeout=args.connect_timeout,
+        api=args.api,
+        config_file=args.config_file,
+        journal=args.journal,
     )

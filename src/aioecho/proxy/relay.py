@@ -12,8 +12,10 @@ refuses is logged and the client's connection closed; one that resets, reset.
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import logging
+import random
 import socket
 from dataclasses import dataclass
 from typing import Final, cast
@@ -21,7 +23,7 @@ from typing import Final, cast
 from ..addresses import host_port, peer_name
 from ..errors import describe_os_error
 from ..logs import ConnectionLog
-from ..server.config import DEFAULT_MAX_BUFFER
+from ..server.config import DEFAULT_MAX_BUFFER, FaultConfig
 from ..server.faults import FaultPlan, Shaper
 from ..server.registry import Admission, Linked
 from ..transports import pause_for, reset
@@ -33,6 +35,7 @@ _log = logging.getLogger("aioecho.proxy")
 CONNECT_TIMEOUT: Final = 10.0  # seconds to reach the upstream
 WATCH_INTERVAL: Final = 1.0  # seconds between checks of a paused client for a reset
 _TCP_CLOSE: Final = 7  # tcpi_state of a connection the peer has reset (linux/tcp_states.h)
+_NO_FAULTS: Final = FaultConfig()
 
 
 def peer_has_reset(transport: asyncio.BaseTransport) -> bool:
@@ -97,6 +100,8 @@ class ProxyProtocol(asyncio.Protocol, Linked):
         self._connections = connections
         self._admitted = False
         self.bytes_in = 0  # both directions: the idle sweep sees any movement
+        self.bytes_down = 0  # of which from the upstream
+        self.upstream_ended_first = False  # its EOF or loss came before the client's EOF
         self.unsent_at_close = 0
         self.idle_mark = -1
         self.idle_since = 0.0
@@ -199,6 +204,62 @@ class ProxyProtocol(asyncio.Protocol, Linked):
         if self._client_eof:
             self._to_upstream.write_eof()
         self._pause_client("upstream connecting", False)
+        self.connected()
+
+    def connected(self) -> None:
+        """Both sides are up (a subclass sets its faults here)."""
+
+    def shape(
+        self,
+        to_client: FaultConfig | None,
+        to_upstream: FaultConfig | None,
+        rng: random.Random,
+        fired: collections.Counter[str],
+    ) -> None:
+        """Faults on each direction from now on, set while the connection runs (the API's
+        toxics): a shaper is made or changed; None: no faults, and a shaper that holds nothing
+        goes (one that still does drains first). Only once connected()."""
+        for side, faults, pause in (
+            (self._to_client, to_client, self._pause_upstream),
+            (self._to_upstream, to_upstream, self._pause_client),
+        ):
+            if side is None or side.transport.is_closing():
+                continue
+            shaper = side.shaper
+            if faults is not None and shaper is None:
+                side.shaper = Shaper(
+                    side.transport,
+                    faults,
+                    rng,
+                    self.upstream.max_buffer,
+                    pause,
+                    self._maybe_done,
+                    fired,
+                )
+            elif faults is not None and shaper is not None:
+                shaper.reconfigure(faults)
+            elif shaper is not None and shaper.idle:
+                shaper.cancel()
+                side.shaper = None
+                pause("queue", False)
+                pause("stall", False)
+            elif shaper is not None:
+                shaper.reconfigure(_NO_FAULTS)
+
+    def accepted(self, upstream: bool) -> int:
+        """Bytes the shaper of a direction has taken so far (0 without one)."""
+        side = self._to_upstream if upstream else self._to_client
+        return side.shaper.accepted if side is not None and side.shaper is not None else 0
+
+    def end(self, kind: str) -> None:
+        """End both sides now: 'reset' (RST) or 'close' (FIN after what is queued)."""
+        for transport in (self.transport, self._up.transport if self._up is not None else None):
+            if transport is None or transport.is_closing():
+                continue
+            if kind == "reset":
+                reset(transport)
+            else:
+                transport.close()
 
     def _refuse(self) -> None:
         """No upstream: end the client's connection with a clean close (FIN). Closing with its
@@ -269,16 +330,19 @@ class ProxyProtocol(asyncio.Protocol, Linked):
 
     def from_upstream(self, data: bytes) -> None:
         self.bytes_in += len(data)
+        self.bytes_down += len(data)
         self._to_client.write(data)
 
     def upstream_eof(self) -> None:
         self._upstream_eof = True
+        self.upstream_ended_first = not self._client_eof
         self._to_client.write_eof()
         self._maybe_done()
 
     def upstream_lost(self, exc: Exception | None) -> None:
         if self.transport.is_closing():
             return
+        self.upstream_ended_first = self.upstream_ended_first or not self._client_eof
         if exc is not None:
             self.log.warning("upstream %s: %s", self.upstream.where, describe_os_error(exc))
             reset(self.transport)

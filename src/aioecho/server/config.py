@@ -31,6 +31,7 @@ class FaultConfig:
     bandwidth: int = 0  # bytes per second per connection; 0: unlimited
     slice: int = 0  # the echo goes out in writes of at most this many bytes; 0: as read
     slice_delay: float = 0.0  # seconds between two slices
+    slice_variation: int = 0  # each slice this many bytes more or less, at random
     reset_after: int | None = None  # reset (RST) once this many bytes were echoed
     close_after: int | None = None  # close cleanly (FIN) there
     stall_after: int | None = None  # stop reading and echoing there, holding the connection
@@ -40,6 +41,11 @@ class FaultConfig:
     duplicate: float = 0.0  # UDP: ... echoed twice
     corrupt: float = 0.0  # UDP: ... echoed with one random byte flipped
     seed: int | None = None  # makes every random choice repeatable; None: a random seed
+    # streams, set by the proxy's API (its toxics), not by a flag:
+    garble: float = 0.0  # probability that a chunk passes with one byte flipped (corrupt)
+    swallow: bool = False  # what arrives is read and dropped (timeout, blackhole)
+    reset_on_data: float | None = None  # the first data that comes is dropped, and the
+    # connection reset this many seconds later (reset_peer)
 
     def __post_init__(self) -> None:
         for flag, value in (
@@ -60,6 +66,12 @@ class FaultConfig:
                 raise ConfigError(f"{flag} must be 0 to 1")
         if self.bandwidth < 0 or self.slice < 0:
             raise ConfigError("--bandwidth and --slice must be 0 or more")
+        if not 0 <= self.slice_variation < max(1, self.slice):
+            raise ConfigError("a slice's variation must be 0 or more, and less than the slice")
+        if self.reset_on_data is not None and not 0 <= self.reset_on_data <= 3600:
+            raise ConfigError("a reset's delay must be 0 to 3600 seconds")
+        if not 0 <= self.garble <= 1:
+            raise ConfigError("a corruption's probability must be 0 to 1")
         for flag, count in (
             ("--reset-after", self.reset_after),
             ("--close-after", self.close_after),
@@ -83,6 +95,9 @@ class FaultConfig:
             or self.close_after
             or self.stall_after
             or self.slow_close
+            or self.garble
+            or self.swallow
+            or self.reset_on_data is not None
         )
 
     @property

@@ -92,17 +92,11 @@ class Shaper:
         self.queued_bytes = 0
         self._last_due = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._reset: asyncio.TimerHandle | None = None  # reset_on_data's, once data came
         self._accepted = 0  # bytes taken for writing (the cut-offs count these)
         self._written = 0
         self.discarded = 0  # bytes past a cut-off, never written
-        self._cut: tuple[str, int] | None = None  # ("reset" | "close" | "stall", after bytes)
-        for kind, after in (
-            ("reset", faults.reset_after),
-            ("close", faults.close_after),
-            ("stall", faults.stall_after),
-        ):
-            if after is not None:
-                self._cut = (kind, after)
+        self._cut = _cut(faults)  # ("reset" | "close" | "stall", after bytes)
         self._eof = False
         self._eof_at = 0.0  # loop time of the EOF we are to answer
         # room for BURST seconds of --bandwidth, and never less than a byte (else a rate under
@@ -111,7 +105,44 @@ class Shaper:
         self._tokens = self._burst
         self._refilled = self._loop.time()
 
+    @property
+    def accepted(self) -> int:
+        """Bytes taken for writing so far (what a byte count of the faults counts)."""
+        return self._accepted
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, no EOF waiting: the shaper can go without losing anything."""
+        return not self._queue and not self._eof
+
+    def reconfigure(self, faults: FaultConfig) -> None:
+        """Shape with these faults from now on (the proxy's API changed its toxics). A cut-off
+        counts from the start of the stream, as at creation. What is queued keeps its due
+        time, unless the new faults delay nothing: then it goes as soon as it may."""
+        self._faults = faults
+        self._cut = _cut(faults)
+        if faults.reset_on_data is None and self._reset is not None:
+            self._reset.cancel()
+            self._reset = None
+        self._burst = max(1.0, faults.bandwidth * BURST)
+        self._tokens = min(self._tokens, self._burst)
+        if not faults.delay and not faults.jitter:
+            now = self._loop.time()
+            self._queue = deque((min(due, now), chunk) for due, chunk in self._queue)
+            self._last_due = min(self._last_due, now)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._pause("queue", self.queued_bytes > self._max_buffer)
+        self._schedule()
+
     def write(self, data: bytes) -> None:
+        faults = self._faults
+        if faults.swallow or faults.reset_on_data is not None:  # read and dropped
+            self.discarded += len(data)
+            if faults.reset_on_data is not None and self._reset is None:
+                self._reset = self._loop.call_later(faults.reset_on_data, self._cut_off, "reset")
+            return
         if self._cut is not None:
             room = max(0, self._cut[1] - self._accepted)
             if len(data) > room:  # past the cut-off: never written
@@ -120,7 +151,10 @@ class Shaper:
         if not data:
             return
         self._accepted += len(data)
-        faults = self._faults
+        if faults.garble and self._rng.random() < faults.garble:
+            self._fired["corrupt"] += 1
+            at = self._rng.randrange(len(data))
+            data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
         due = self._loop.time() + faults.delay
         if faults.jitter:
             due += self._rng.uniform(0.0, faults.jitter)
@@ -142,6 +176,9 @@ class Shaper:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._reset is not None:
+            self._reset.cancel()
+            self._reset = None
 
     def _schedule(self) -> None:
         if self._timer is not None or self.transport.is_closing():
@@ -169,14 +206,19 @@ class Shaper:
                 return
             writes += 1
             due, chunk = self._queue[0]
-            size = min(len(chunk), faults.slice or len(chunk))
+            size = piece = len(chunk)
+            if faults.slice:
+                piece = faults.slice
+                if faults.slice_variation:
+                    piece += self._rng.randint(-faults.slice_variation, faults.slice_variation)
+                size = min(size, piece)
             if bandwidth:
                 size = min(size, int(self._tokens))
                 if size <= 0:
                     break
                 self._tokens -= size
             if size < len(chunk):  # the rest waits: for tokens, or a slice's delay
-                sliced = faults.slice and size == faults.slice
+                sliced = size == piece
                 self._queue[0] = (now + faults.slice_delay if sliced else due, chunk[size:])
             else:
                 self._queue.popleft()
@@ -212,6 +254,18 @@ class Shaper:
             self.transport.close()
         else:  # stall: nothing more is read or written; the connection stays open, silent
             self._pause("stall", True)
+
+
+def _cut(faults: FaultConfig) -> tuple[str, int] | None:
+    """The stream's cut-off: ("reset" | "close" | "stall", after so many bytes), or None."""
+    for kind, after in (
+        ("reset", faults.reset_after),
+        ("close", faults.close_after),
+        ("stall", faults.stall_after),
+    ):
+        if after is not None:
+            return kind, after
+    return None
 
 
 class FaultyEchoProtocol(EchoServerProtocol):
