@@ -187,6 +187,7 @@ class _Background:
         try:
             while self._closers:
                 self.call(self._closers.pop().__aexit__(None, None, None))
+            self.call(self.loop.shutdown_default_executor())  # getaddrinfo's threads
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(WAIT)
