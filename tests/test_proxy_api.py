@@ -5,6 +5,7 @@ scenarios, limit_time, blackhole, corrupt), and the HTTP bounds."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import socket
 import time
@@ -343,3 +344,71 @@ def test_http_bounds_and_browsers(tmp_path: Path) -> None:
         assert metrics.status_code == 200 and "aioecho_proxy_" in metrics.text
     finally:
         api.stop()
+
+
+async def _datagrams(port: int, proxy: Any, toxic: Any, count: int = 60) -> list[bytes]:
+    """Send count numbered datagrams through the UDP proxy under toxic, then (toxic removed)
+    an end marker; everything echoed before the marker's echo, in order (loopback keeps it)."""
+    loop = asyncio.get_running_loop()
+    got: list[bytes] = []
+    done = loop.create_future()
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            if data == b"end":
+                done.set_result(None)
+            else:
+                got.append(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=("127.0.0.1", port))
+    proxy.add(toxic)
+    for n in range(count):
+        transport.sendto(b"%03d" % n)
+    # every one read by the proxy under the toxic before it goes (an event: its count)
+    deadline = time.monotonic() + WAIT
+    while not any(c["datagrams_upstream"] == count for c in proxy.connections):
+        assert time.monotonic() < deadline, proxy.connections
+        await asyncio.sleep(0.01)
+    proxy.clear()
+    transport.sendto(b"end")
+    await asyncio.wait_for(done, WAIT)
+    transport.close()
+    return got
+
+
+def test_a_udp_proxy_drops_and_duplicates_exactly_as_seeded() -> None:
+    from aioecho.testing import drop, duplicate
+
+    async def run(seed: int, toxic: Any) -> list[bytes]:
+        async with (
+            echo_server(udp=True) as echo,
+            fault_proxy(echo.address, protocol="udp", seed=seed) as proxy,
+        ):
+            return await _datagrams(proxy.address[1], proxy, toxic)
+
+    async def main() -> None:
+        lossy = drop(0.3, stream="upstream")
+        first = await run(5, lossy)
+        assert first == await run(5, lossy)  # the same seed, the same datagrams lost
+        assert first != await run(6, lossy)
+        assert 20 < len(first) < 60 and first == sorted(first)
+        twice = await run(5, duplicate(0.5))
+        copies = collections.Counter(twice)
+        assert set(copies) == {b"%03d" % n for n in range(60)}
+        assert 10 < sum(c == 2 for c in copies.values()) < 50
+        assert twice == await run(5, duplicate(0.5))
+
+    asyncio.run(main())
+
+
+def test_udp_proxies_refuse_stream_toxics_and_the_reverse(hub: Hub) -> None:
+    call(hub, "POST", "/proxies", {"name": "u", "upstream": UPSTREAM, "protocol": "udp"})
+    status, body = call(hub, "POST", "/proxies/u/toxics", {"type": "slicer"})
+    assert (status, body["error"]) == (
+        400,
+        "bad request body: a slicer toxic is not for UDP proxies",
+    )
+    assert call(hub, "GET", "/proxies/u")[1]["protocol"] == "udp"
+    call(hub, "POST", "/proxies", {"name": "t", "upstream": UPSTREAM})
+    assert call(hub, "POST", "/proxies/t/toxics", {"type": "drop"})[0] == 400
+    assert "protocol" not in call(hub, "GET", "/proxies/t")[1]  # Toxiproxy's shape

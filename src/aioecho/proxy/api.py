@@ -9,6 +9,7 @@ aioecho unchanged (docs/toxiproxy.md lists each endpoint and every difference).
     GET|POST /proxies/{name}/toxics        [toxic, ...], or the toxic added
     GET|POST|PATCH|DELETE /proxies/{name}/toxics/{toxic}
     POST /proxies/{name}/scenario          ours: toxics added, changed, removed over time
+    GET  /proxies/{name}/connections       ours: open connections, what passed, toxics
     POST /reset                            204: every proxy enabled, every toxic removed
     GET  /events?since=N                   ours: the journal, NDJSON
     GET  /metrics                          ours: Prometheus text (with prometheus_client)
@@ -126,6 +127,10 @@ async def _remove_toxic(hub: Hub, p: dict[str, str], body: Any, q: dict[str, str
     return 204, JSON, b""
 
 
+async def _connections(hub: Hub, p: dict[str, str], body: Any, q: dict[str, str]) -> Answer:
+    return _json(hub.get(p["proxy"]).connections())
+
+
 async def _scenario(hub: Hub, p: dict[str, str], body: Any, q: dict[str, str]) -> Answer:
     hub.get(p["proxy"])
     steps = parse_scenario(body)
@@ -170,6 +175,7 @@ ROUTES: Final[list[tuple[re.Pattern[str], dict[str, Handler]]]] = [
     ),
     (re.compile(rf"/proxies/{_NAME}/toxics"), {"GET": _toxics, "POST": _add_toxic}),
     (re.compile(rf"/proxies/{_NAME}/scenario"), {"POST": _scenario}),
+    (re.compile(rf"/proxies/{_NAME}/connections"), {"GET": _connections}),
     (
         re.compile(rf"/proxies/{_NAME}/toxics/(?P<toxic>[^/]+)"),
         {"GET": _toxic, "POST": _update_toxic, "PATCH": _update_toxic, "DELETE": _remove_toxic},

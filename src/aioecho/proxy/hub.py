@@ -23,12 +23,14 @@ from typing import Any
 
 from ..errors import describe_os_error
 from ..server.registry import Tracked
+from .datagrams import UdpRelay
 from .journal import Journal
 from .relay import ProxyProtocol, Upstream
 from .spec import (
     ApiError,
     ProxySpec,
     Toxic,
+    check_fits,
     decides,
     endings,
     join_address,
@@ -81,22 +83,27 @@ class LiveProxy:
         self.name = spec.name
         self.listen = spec.listen
         self.upstream = spec.upstream
+        self.protocol = spec.protocol
         self.enabled = False  # True while listening
         self.max_buffer = hub.max_buffer
         self.toxics: dict[str, Toxic] = {toxic.name: toxic for toxic in spec.toxics}
         self._listener: asyncio.Server | None = None
+        self._udp: UdpRelay | None = None  # a UDP proxy's sessions, while it listens
         self._relay = self._upstream()
         self._conns: dict[_ToxicProtocol, _Seen] = {}
         self._numbers = 0  # connections so far
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "name": self.name,
             "listen": self.listen,
             "upstream": self.upstream,
             "enabled": self.enabled,
             "toxics": [toxic.to_json() for toxic in self.toxics.values()],
         }
+        if self.protocol != "tcp":
+            found["protocol"] = self.protocol
+        return found
 
     @property
     def open_connections(self) -> int:
@@ -121,12 +128,28 @@ class LiveProxy:
 
     async def start(self) -> None:
         """Listen (a port of 0 takes a free one, and `listen` then says which)."""
-        if self._listener is not None:
+        if self.enabled:
             return
         host, port = split_address(self.listen, "listen")
         if host == "localhost":  # one address, as Toxiproxy takes (Go's first: IPv4)
             host = "127.0.0.1"
         loop = asyncio.get_running_loop()
+        if self.protocol == "udp":
+            relay = UdpRelay(self)
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: relay, local_addr=(host or "0.0.0.0", port)
+                )
+            except OSError as err:
+                raise ApiError(500, f"listen {self.listen}: {describe_os_error(err)}") from None
+            self._udp = relay
+            bound = transport.get_extra_info("sockname")
+            self.listen = join_address(host if host else str(bound[0]), int(bound[1]))
+            self.enabled = True
+            _log.info(
+                "proxy %s: listening on %s (udp), to %s", self.name, self.listen, self.upstream
+            )
+            return
         try:
             self._listener = await loop.create_server(
                 lambda: _ToxicProtocol(self, self._relay),
@@ -146,6 +169,9 @@ class LiveProxy:
         """Stop listening and close every connection (Toxiproxy's disable)."""
         listener, self._listener = self._listener, None
         self.enabled = False
+        udp, self._udp = self._udp, None
+        if udp is not None:
+            udp.close()
         if listener is None:
             return
         listener.close()
@@ -174,13 +200,11 @@ class LiveProxy:
             )
             return False
         assert isinstance(conn, _ToxicProtocol)
-        self._numbers += 1
+        number = self.next_number()
         peer = conn.transport.get_extra_info("peername")
         client = join_address(str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else "-"
-        self._conns[conn] = _Seen(self._numbers, client)
-        self.hub.journal.add(
-            "connection_opened", proxy=self.name, connection=self._numbers, client=client
-        )
+        self._conns[conn] = _Seen(number, client)
+        self.hub.journal.add("connection_opened", proxy=self.name, connection=number, client=client)
         return True
 
     def hand_over(self, conn: Tracked) -> None:  # pragma: no cover - no TLS here
@@ -229,6 +253,7 @@ class LiveProxy:
             raise ApiError(409, "toxic already exists")
         if len(self.toxics) >= MAX_TOXICS:
             raise ApiError(400, f"bad request body: a proxy holds at most {MAX_TOXICS} toxics")
+        check_fits(toxic, self.protocol)
         self.toxics[toxic.name] = toxic
         self._apply_all()
 
@@ -259,34 +284,18 @@ class LiveProxy:
             self.remove_toxic(name)
 
     def _apply_all(self) -> None:
+        if self._udp is not None:
+            self._udp.apply_all()
         for conn, seen in list(self._conns.items()):
             if seen.connected:
                 self._apply(conn, seen)
 
     def _apply(self, conn: _ToxicProtocol, seen: _Seen) -> None:
         """Decide what is new, then set both directions' faults and the timed endings."""
-        journal = self.hub.journal
-        applying: list[Toxic] = []
-        for toxic in self.toxics.values():
-            decided = seen.applies.get(toxic.name)
-            if decided is None:
-                decided = decides(self.hub.seed, seen.number, toxic) and (
-                    toxic.match is None
-                    or toxic.match.admits(seen.number, seen.client.rsplit(":", 1)[0].strip("[]"))
-                )
-                seen.applies[toxic.name] = decided
-                if decided:
-                    seen.bases[toxic.name] = conn.accepted(toxic.upstream)
-                    journal.add(
-                        "toxic_applied",
-                        proxy=self.name,
-                        connection=seen.number,
-                        toxic=toxic.name,
-                        type=toxic.type,
-                        stream=toxic.stream,
-                    )
-            if decided:
-                applying.append(toxic)
+        applying = self.deciding(seen.applies, seen.number, seen.client)
+        for toxic in applying:
+            if toxic.name not in seen.bases:  # limit_data counts from here
+                seen.bases[toxic.name] = conn.accepted(toxic.upstream)
         down = shaping(self._with_bases(applying, seen, upstream=False))
         up = shaping(self._with_bases(applying, seen, upstream=True))
         rng = random.Random(f"{self.hub.seed}/{seen.number}")
@@ -298,6 +307,50 @@ class LiveProxy:
                 seen.timers[toxic.name] = asyncio.get_running_loop().call_later(
                     after, self._end, conn, toxic.name, kind
                 )
+
+    def deciding(self, applies: dict[str, bool], number: int, client: str) -> list[Toxic]:
+        """The toxics that apply to connection `number`, each decided once (and journaled when
+        it applies); applies holds the decisions made so far."""
+        applying = []
+        for toxic in self.toxics.values():
+            decided = applies.get(toxic.name)
+            if decided is None:
+                decided = decides(self.hub.seed, number, toxic) and (
+                    toxic.match is None
+                    or toxic.match.admits(number, client.rsplit(":", 1)[0].strip("[]"))
+                )
+                applies[toxic.name] = decided
+                if decided:
+                    self.hub.journal.add(
+                        "toxic_applied",
+                        proxy=self.name,
+                        connection=number,
+                        toxic=toxic.name,
+                        type=toxic.type,
+                        stream=toxic.stream,
+                    )
+            if decided:
+                applying.append(toxic)
+        return applying
+
+    def connections(self) -> list[dict[str, Any]]:
+        """The open connections (a UDP proxy's sessions) with what has passed so far."""
+        if self._udp is not None:
+            return [session.describe() for session in self._udp.sessions.values()]
+        return [
+            {
+                "connection": seen.number,
+                "client": seen.client,
+                "bytes_upstream": conn.bytes_in - conn.bytes_down,
+                "bytes_downstream": conn.bytes_down,
+                "toxics": sorted(name for name, applies in seen.applies.items() if applies),
+            }
+            for conn, seen in self._conns.items()
+        ]
+
+    def next_number(self) -> int:
+        self._numbers += 1
+        return self._numbers
 
     @staticmethod
     def _with_bases(

@@ -22,6 +22,8 @@ __all__ = [
     "Match",
     "ProxySpec",
     "Toxic",
+    "check_fits",
+    "datagram_shaping",
     "decides",
     "endings",
     "join_address",
@@ -49,6 +51,13 @@ TOXIC_TYPES: Final[Mapping[str, Mapping[str, int | float]]] = {
     "corrupt": {"probability": 0.0},  # each chunk, one byte flipped
     "limit_time": {"time": 0},  # ms after which the connection is closed (FIN)
     "blackhole": {},  # read and dropped, never answered, never closed
+    "drop": {"probability": 0.0},  # UDP: each datagram dropped
+    "duplicate": {"probability": 0.0},  # UDP: each datagram sent twice
+}
+# What each kind of proxy takes (a datagram has no byte stream to slice, limit or close).
+PROTOCOL_TOXICS: Final[Mapping[str, frozenset[str]]] = {
+    "tcp": frozenset(TOXIC_TYPES) - {"drop", "duplicate"},
+    "udp": frozenset({"latency", "corrupt", "timeout", "blackhole", "drop", "duplicate"}),
 }
 _FLOATS: Final = {"probability"}
 _LIMITS: Final[Mapping[str, int | float]] = {
@@ -229,6 +238,7 @@ class ProxySpec:
     upstream: str
     enabled: bool = True
     toxics: tuple[Toxic, ...] = ()
+    protocol: str = "tcp"  # or "udp" (ours)
 
 
 def parse_proxy(body: Any, current: ProxySpec | None = None) -> ProxySpec:
@@ -245,6 +255,9 @@ def parse_proxy(body: Any, current: ProxySpec | None = None) -> ProxySpec:
     listen = body.get("listen") or base.listen
     upstream = body.get("upstream") or base.upstream
     enabled = body.get("enabled", base.enabled)
+    protocol = body.get("protocol", base.protocol) if current is None else base.protocol
+    if protocol not in PROTOCOL_TOXICS:
+        raise bad_body("protocol must be tcp or udp")
     for label, text in (("name", name), ("listen", listen), ("upstream", upstream)):
         if not isinstance(text, str) or len(text) > MAX_NAME:
             raise bad_body(f"{label} must be a string of at most {MAX_NAME} characters")
@@ -260,7 +273,22 @@ def parse_proxy(body: Any, current: ProxySpec | None = None) -> ProxySpec:
         names = [toxic.name for toxic in toxics]
         if len(set(names)) != len(names):
             raise ApiError(409, "toxic already exists")
-    return ProxySpec(name=name, listen=listen, upstream=upstream, enabled=enabled, toxics=toxics)
+        for toxic in toxics:
+            check_fits(toxic, protocol)
+    return ProxySpec(
+        name=name,
+        listen=listen,
+        upstream=upstream,
+        enabled=enabled,
+        toxics=toxics,
+        protocol=protocol,
+    )
+
+
+def check_fits(toxic: Toxic, protocol: str) -> None:
+    """400 for a toxic its proxy's protocol has no use for (drop on TCP, slicer on UDP)."""
+    if toxic.type not in PROTOCOL_TOXICS[protocol]:
+        raise bad_body(f"a {toxic.type} toxic is not for {protocol.upper()} proxies")
 
 
 def split_address(text: str, label: str) -> tuple[str, int]:
@@ -343,6 +371,40 @@ def shaping(toxics: Iterable[tuple[Toxic, int]]) -> FaultConfig | None:
         garble=garble,
         swallow=swallow,
         reset_on_data=reset_on_data,
+    )
+
+
+def datagram_shaping(toxics: Iterable[Toxic]) -> FaultConfig | None:
+    """The faults of one direction of a UDP proxy's session, per datagram (the server's UDP
+    faults: drop, duplicate, corrupt, delay); timeout and blackhole drop everything."""
+    delay = jitter = 0.0
+    kept = duplicate = intact = 1.0  # probabilities of the opposite, combined
+    shaped = False
+    for toxic in toxics:
+        a = toxic.attributes
+        if toxic.type == "latency":
+            low = max(0, a["latency"] - a["jitter"])
+            delay += low / 1000
+            jitter += (a["latency"] + a["jitter"] - low) / 1000
+        elif toxic.type == "drop":
+            kept *= 1 - a["probability"]
+        elif toxic.type == "duplicate":
+            duplicate *= 1 - a["probability"]
+        elif toxic.type == "corrupt":
+            intact *= 1 - a["probability"]
+        elif toxic.type in ("timeout", "blackhole"):
+            kept = 0.0
+        else:
+            continue
+        shaped = True
+    if not shaped:
+        return None
+    return FaultConfig(
+        delay=min(delay, 3600.0),
+        jitter=min(jitter, 3600.0),
+        drop=1 - kept,
+        duplicate=1 - duplicate,
+        corrupt=1 - intact,
     )
 
 

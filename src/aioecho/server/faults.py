@@ -36,6 +36,7 @@ __all__ = [
     "FaultyDatagramProtocol",
     "FaultyEchoProtocol",
     "Shaper",
+    "datagram_fate",
 ]
 
 _log = logging.getLogger("aioecho.server")
@@ -341,6 +342,27 @@ class FaultyEchoProtocol(EchoServerProtocol):
         pause_for(self.transport, self._paused_for, reason, paused)
 
 
+def datagram_fate(
+    faults: FaultConfig, rng: random.Random, fired: collections.Counter[str], data: bytes
+) -> tuple[bytes, int, float] | None:
+    """What the faults do to one datagram: None if it is dropped, else (its bytes, corrupted
+    or not; how many copies go; after how many seconds). The draws come in one order, so a
+    seed replays the same fates (the echo's UDP and the proxy's UDP alike)."""
+    if faults.drop and rng.random() < faults.drop:
+        fired["drop"] += 1
+        return None
+    if faults.corrupt and data and rng.random() < faults.corrupt:
+        fired["corrupt"] += 1
+        at = rng.randrange(len(data))
+        data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+    copies = 1
+    if faults.duplicate and rng.random() < faults.duplicate:
+        fired["duplicate"] += 1
+        copies = 2
+    delay = faults.delay + (rng.uniform(0.0, faults.jitter) if faults.jitter else 0.0)
+    return data, copies, delay
+
+
 class FaultyDatagramProtocol(EchoDatagramProtocol):
     """The UDP echo, dropping, duplicating, corrupting and delaying datagrams as asked.
 
@@ -358,19 +380,10 @@ class FaultyDatagramProtocol(EchoDatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if not self.admit(data, addr):
             return
-        faults, rng, fired = self._faults, self._rng, self._plan.fired
-        if faults.drop and rng.random() < faults.drop:
-            fired["drop"] += 1
+        fate = datagram_fate(self._faults, self._rng, self._plan.fired, data)
+        if fate is None:
             return
-        if faults.corrupt and rng.random() < faults.corrupt:
-            fired["corrupt"] += 1
-            at = rng.randrange(len(data))
-            data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
-        copies = 1
-        if faults.duplicate and rng.random() < faults.duplicate:
-            fired["duplicate"] += 1
-            copies = 2
-        delay = faults.delay + (rng.uniform(0.0, faults.jitter) if faults.jitter else 0.0)
+        data, copies, delay = fate
         if not delay:
             for _ in range(copies):
                 self.send(data, addr)

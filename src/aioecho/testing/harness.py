@@ -53,6 +53,11 @@ class FaultProxy:
     def seed(self) -> int:
         return self._hub.seed
 
+    @property
+    def connections(self) -> list[dict[str, Any]]:
+        """The open connections (a UDP proxy's sessions): what has passed, which toxics."""
+        return self._proxy.connections()
+
     def add(self, toxic: Toxic) -> Toxic:
         """Apply a toxic, to open connections as well; ValueError if its name is taken."""
         try:
@@ -101,8 +106,10 @@ async def fault_proxy(
     listen: tuple[str, int] = ("127.0.0.1", 0),
     seed: int | None = None,
     name: str = "proxy",
+    protocol: str = "tcp",
 ) -> AsyncIterator[FaultProxy]:
-    """A proxy to upstream on a free port, its toxics in place before the first connection.
+    """A proxy to upstream on a free port, its toxics in place before the first connection;
+    protocol "udp" relays datagrams (the toxics latency, drop, duplicate, corrupt, timeout).
 
     >>> async def demo(upstream):
     ...     async with fault_proxy(upstream, toxics=[latency(ms=100)]) as proxy:
@@ -114,6 +121,7 @@ async def fault_proxy(
         listen=join_address(*listen),
         upstream=join_address(*upstream),
         toxics=tuple(toxics),
+        protocol=protocol,
     )
     try:
         proxy = await hub.create(spec)
@@ -218,6 +226,11 @@ class BackgroundFaultProxy:
     @property
     def seed(self) -> int:
         return self._proxy.seed
+
+    @property
+    def connections(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._background.run(lambda: self._proxy.connections)
+        return result
 
     def add(self, toxic: Toxic) -> Toxic:
         result: Toxic = self._background.run(self._proxy.add, toxic)

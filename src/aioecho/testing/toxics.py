@@ -11,6 +11,8 @@ __all__ = [
     "bandwidth",
     "blackhole",
     "corrupt",
+    "drop",
+    "duplicate",
     "latency",
     "limit_data",
     "limit_time",
@@ -106,3 +108,13 @@ def limit_time(ms: float, **options: Any) -> Toxic:
 def blackhole(**options: Any) -> Toxic:
     """Read and dropped, never answered, never closed."""
     return toxic("blackhole", **options)
+
+
+def drop(probability: float, **options: Any) -> Toxic:
+    """UDP proxies: each datagram dropped with this probability."""
+    return toxic("drop", probability=probability, **options)
+
+
+def duplicate(probability: float, **options: Any) -> Toxic:
+    """UDP proxies: each datagram sent twice with this probability."""
+    return toxic("duplicate", probability=probability, **options)
