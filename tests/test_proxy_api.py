@@ -412,3 +412,42 @@ def test_udp_proxies_refuse_stream_toxics_and_the_reverse(hub: Hub) -> None:
     call(hub, "POST", "/proxies", {"name": "t", "upstream": UPSTREAM})
     assert call(hub, "POST", "/proxies/t/toxics", {"type": "drop"})[0] == 400
     assert "protocol" not in call(hub, "GET", "/proxies/t")[1]  # Toxiproxy's shape
+
+
+def test_refuse_when_down_refuses_while_the_upstream_is_down(hub: Hub) -> None:
+    port = free_port()
+    status, made = call(hub, "POST", "/proxies", {
+        "name": "r", "upstream": f"127.0.0.1:{port}", "refuse_when_down": True,
+    })  # fmt: skip
+    assert status == 201 and made["refuse_when_down"] is True
+    proxy_port = int(made["listen"].rsplit(":", 1)[1])
+    loop = asyncio.get_event_loop()
+
+    def wait_event(name: str) -> None:
+        deadline = time.monotonic() + WAIT
+        while not any(e["event"] == name for e in hub.journal.since()):
+            assert time.monotonic() < deadline, f"no {name}"
+            loop.run_until_complete(asyncio.sleep(0.02))
+
+    wait_event("upstream_down")
+    with pytest.raises(ConnectionRefusedError):
+        loop.run_until_complete(asyncio.open_connection("127.0.0.1", proxy_port))
+    assert call(hub, "GET", "/proxies/r")[1]["upstream_up"] is False
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.read(100))
+        writer.close()
+
+    upstream = loop.run_until_complete(asyncio.start_server(echo, "127.0.0.1", port))
+    wait_event("upstream_up")
+
+    async def through() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+        writer.write(b"back")
+        got = await reader.read(100)
+        writer.close()
+        return got
+
+    assert loop.run_until_complete(through()) == b"back"
+    upstream.close()
+    loop.run_until_complete(upstream.wait_closed())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import random
 import socket
@@ -45,6 +46,8 @@ _log = logging.getLogger("aioecho.proxy")
 MAX_PROXIES = 1000  # proxies one API holds
 MAX_TOXICS = 100  # toxics one proxy holds
 MAX_CONNECTIONS = 10_000  # open connections per proxy; more are closed at once
+WATCH_INTERVAL = 0.5  # seconds between two checks of the upstream (refuse_when_down)
+WATCH_TIMEOUT = 1.0  # seconds a check's connection may take
 
 
 @dataclass
@@ -89,6 +92,9 @@ class LiveProxy:
         self.toxics: dict[str, Toxic] = {toxic.name: toxic for toxic in spec.toxics}
         self._listener: asyncio.Server | None = None
         self._udp: UdpRelay | None = None  # a UDP proxy's sessions, while it listens
+        self.refuse_when_down = spec.refuse_when_down
+        self.upstream_up = True  # as the watcher last saw it (refuse_when_down)
+        self._watcher: asyncio.Task[None] | None = None
         self._relay = self._upstream()
         self._conns: dict[_ToxicProtocol, _Seen] = {}
         self._numbers = 0  # connections so far
@@ -103,6 +109,9 @@ class LiveProxy:
         }
         if self.protocol != "tcp":
             found["protocol"] = self.protocol
+        if self.refuse_when_down:
+            found["refuse_when_down"] = True
+            found["upstream_up"] = self.upstream_up
         return found
 
     @property
@@ -150,8 +159,16 @@ class LiveProxy:
                 "proxy %s: listening on %s (udp), to %s", self.name, self.listen, self.upstream
             )
             return
+        await self._listen(host, port)
+        self.enabled = True
+        self.upstream_up = True
+        _log.info("proxy %s: listening on %s, to %s", self.name, self.listen, self.upstream)
+        if self.refuse_when_down:
+            self._watcher = loop.create_task(self._watch())
+
+    async def _listen(self, host: str, port: int) -> None:
         try:
-            self._listener = await loop.create_server(
+            self._listener = await asyncio.get_running_loop().create_server(
                 lambda: _ToxicProtocol(self, self._relay),
                 host or None,
                 port,
@@ -162,13 +179,44 @@ class LiveProxy:
             raise ApiError(500, f"listen {self.listen}: {describe_os_error(err)}") from None
         bound = self._listener.sockets[0].getsockname()
         self.listen = join_address(host if host else str(bound[0]), int(bound[1]))
-        self.enabled = True
-        _log.info("proxy %s: listening on %s, to %s", self.name, self.listen, self.upstream)
+
+    async def _watch(self) -> None:
+        """refuse_when_down: while the upstream cannot be reached, no listener (a client's
+        connection is refused, not accepted then closed); listening again once it can."""
+        relay = self._relay
+        while True:
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(relay.host, relay.port), WATCH_TIMEOUT
+                )
+            except (OSError, asyncio.TimeoutError):
+                up = False
+            else:
+                up = True
+                writer.close()
+            if up != self.upstream_up:
+                self.upstream_up = up
+                self.hub.journal.add("upstream_up" if up else "upstream_down", proxy=self.name)
+                if up:
+                    try:
+                        await self._listen(*split_address(self.listen, "listen"))
+                    except ApiError as err:
+                        _log.warning("proxy %s: %s", self.name, err.message)
+                        self.upstream_up = False
+                elif self._listener is not None:
+                    self._listener.close()
+                    self._listener = None
+            await asyncio.sleep(WATCH_INTERVAL)
 
     async def stop(self) -> None:
         """Stop listening and close every connection (Toxiproxy's disable)."""
         listener, self._listener = self._listener, None
         self.enabled = False
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         udp, self._udp = self._udp, None
         if udp is not None:
             udp.close()

@@ -239,6 +239,7 @@ class ProxySpec:
     enabled: bool = True
     toxics: tuple[Toxic, ...] = ()
     protocol: str = "tcp"  # or "udp" (ours)
+    refuse_when_down: bool = False  # no listener while the upstream is down (ours, TCP)
 
 
 def parse_proxy(body: Any, current: ProxySpec | None = None) -> ProxySpec:
@@ -258,6 +259,9 @@ def parse_proxy(body: Any, current: ProxySpec | None = None) -> ProxySpec:
     protocol = body.get("protocol", base.protocol) if current is None else base.protocol
     if protocol not in PROTOCOL_TOXICS:
         raise bad_body("protocol must be tcp or udp")
+    refuse = body.get("refuse_when_down", base.refuse_when_down)
+    if not isinstance(refuse, bool) or (refuse and protocol != "tcp"):
+        raise bad_body("refuse_when_down is true or false, for TCP proxies")
     for label, text in (("name", name), ("listen", listen), ("upstream", upstream)):
         if not isinstance(text, str) or len(text) > MAX_NAME:
             raise bad_body(f"{label} must be a string of at most {MAX_NAME} characters")
@@ -282,6 +286,7 @@ def parse_proxy(body: Any, current: ProxySpec | None = None) -> ProxySpec:
         enabled=enabled,
         toxics=toxics,
         protocol=protocol,
+        refuse_when_down=refuse if current is None else base.refuse_when_down,
     )
 
 
