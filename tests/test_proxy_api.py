@@ -212,6 +212,10 @@ def test_match_every_nth_connection_and_by_source() -> None:
             proxy.clear()
             proxy.add(limit_data(2, match={"source": "127.0.0.0/8"}))
             assert await _through(proxy.address[1], b"hello") == b"he"
+            proxy.clear()
+            proxy.add(limit_data(2, match={"times": 2}))  # the next two connections only
+            got = [await _through(proxy.address[1], b"hello") for _ in range(3)]
+            assert got == [b"he", b"he", b"hello"]
 
     asyncio.run(main())
 

@@ -98,6 +98,7 @@ class LiveProxy:
         self._relay = self._upstream()
         self._conns: dict[_ToxicProtocol, _Seen] = {}
         self._numbers = 0  # connections so far
+        self._times: collections.Counter[str] = collections.Counter()  # toxic -> applied to
 
     def to_json(self) -> dict[str, Any]:
         found: dict[str, Any] = {
@@ -308,6 +309,8 @@ class LiveProxy:
     def update_toxic(self, toxic: Toxic) -> None:
         old = self.toxics[toxic.name]
         self.toxics[toxic.name] = toxic
+        if old.toxicity != toxic.toxicity or old.match != toxic.match:
+            self._times.pop(toxic.name, None)
         for seen in self._conns.values():
             if old.toxicity != toxic.toxicity or old.match != toxic.match:
                 seen.applies.pop(toxic.name, None)  # decided again
@@ -319,6 +322,7 @@ class LiveProxy:
     def remove_toxic(self, name: str) -> None:
         if self.toxics.pop(name, None) is None:
             raise ApiError(404, "toxic not found")
+        self._times.pop(name, None)
         for seen in self._conns.values():
             seen.applies.pop(name, None)
             seen.bases.pop(name, None)
@@ -363,12 +367,17 @@ class LiveProxy:
         for toxic in self.toxics.values():
             decided = applies.get(toxic.name)
             if decided is None:
+                match = toxic.match
                 decided = decides(self.hub.seed, number, toxic) and (
-                    toxic.match is None
-                    or toxic.match.admits(number, client.rsplit(":", 1)[0].strip("[]"))
+                    match is None
+                    or (
+                        match.admits(number, client.rsplit(":", 1)[0].strip("[]"))
+                        and (match.times is None or self._times[toxic.name] < match.times)
+                    )
                 )
                 applies[toxic.name] = decided
                 if decided:
+                    self._times[toxic.name] += 1
                     self.hub.journal.add(
                         "toxic_applied",
                         proxy=self.name,

@@ -93,10 +93,12 @@ def bad_body(reason: str) -> ApiError:
 @dataclass(frozen=True)
 class Match:
     """Which connections a toxic may touch (ours): those from a source network, and/or every
-    Nth connection of the proxy (numbered from 1)."""
+    Nth connection of the proxy (numbered from 1); and at most `times` of them (the first
+    ones it applies to: "fail the next attempt only")."""
 
     source: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
     every: int = 1
+    times: int | None = None
 
     def admits(self, number: int, client_ip: str) -> bool:
         if number % self.every:
@@ -114,6 +116,8 @@ class Match:
             found["source"] = str(self.source)
         if self.every != 1:
             found["every"] = self.every
+        if self.times is not None:
+            found["times"] = self.times
         return found
 
 
@@ -226,7 +230,15 @@ def _match(value: Any) -> Match:
     every = value.get("every", 1)
     if isinstance(every, bool) or not isinstance(every, int) or not 1 <= every <= 10**9:
         raise bad_body("match.every must be a whole number from 1")
-    return Match(source=source, every=every)
+    times = value.get("times")
+    if times is not None and (
+        isinstance(times, bool) or not isinstance(times, int) or not 0 <= times <= 10**9
+    ):
+        raise bad_body("match.times must be a whole number from 0")
+    unknown = set(value) - {"source", "every", "times"}
+    if unknown:
+        raise bad_body(f"match has no {sorted(unknown)[0]!r}: source, every, times")
+    return Match(source=source, every=every, times=times)
 
 
 @dataclass(frozen=True)
