@@ -1,5 +1,6 @@
 """docs/testing.md runs as printed: its files written and its console blocks run in page order,
-in a directory and a network namespace of their own (the page's redis-server on 6379)."""
+in a directory and a network namespace of their own (the page's redis-server on 6379); and
+docs/toxiproxy.md's example."""
 
 from __future__ import annotations
 
@@ -17,19 +18,9 @@ FILE = re.compile(r"# file: (\S+)\n")
 def test_the_page_runs_as_printed(tmp_path: Path) -> None:
     pieces = PIECE.findall(PAGE.read_text())
     assert [kind for kind, _ in pieces].count("console") >= 3
-    console = []
     with network_namespace() as prefix:
-        for kind, body in pieces:
-            if kind == "python":
-                name = FILE.match(body)
-                assert name, f"a python block names its file: {body[:60]}"
-                (tmp_path / name.group(1)).write_text(body)
-            else:
-                console.append(body)
         # the page's blocks share one redis-server: run as one script, in page order
-        script = _in_order(pieces, tmp_path)
-        run_block(script, tmp_path, prefix)
-    assert console
+        run_block(_in_order(pieces, tmp_path), tmp_path, prefix)
 
 
 def _in_order(pieces: list[tuple[str, str]], folder: Path) -> str:
@@ -39,10 +30,18 @@ def _in_order(pieces: list[tuple[str, str]], folder: Path) -> str:
     for number, (kind, body) in enumerate(pieces):
         if kind == "python":
             name = FILE.match(body)
-            assert name is not None
+            assert name, f"a python block names its file: {body[:60]}"
             saved = folder / f".piece{number}"
             saved.write_text(body)
             lines.append(f"$ cp {saved.name} {name.group(1)}")
         else:
             lines.extend(body.splitlines())
     return "\n".join(lines) + "\n"
+
+
+def test_the_toxiproxy_page_runs_as_printed(tmp_path: Path) -> None:
+    page = (ROOT / "docs" / "toxiproxy.md").read_text()
+    found = PIECE.findall(page)
+    assert [kind for kind, _ in found] == ["console"]
+    with network_namespace() as prefix:
+        run_block(found[0][1], tmp_path, prefix)

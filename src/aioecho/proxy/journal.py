@@ -23,7 +23,7 @@ from ..logs import rfc3339
 
 __all__ = ["MAX_EVENTS", "Journal"]
 
-MAX_EVENTS: Final = 100_000  # events kept for GET /events
+MAX_EVENTS: Final = 10_000  # events kept for GET /events (each a few hundred bytes)
 
 
 class Journal:
