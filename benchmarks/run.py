@@ -11,6 +11,7 @@ valgrind (Debian's package), and are left out without it.
     .venv/bin/python benchmarks/run.py --quick             # about 8 minutes, fewer repetitions
     .venv/bin/python benchmarks/run.py --only p99          # re-measure one section, update it
     .venv/bin/python benchmarks/run.py --only instructions # the noise-free hot-path figure
+    .venv/bin/python benchmarks/run.py --only relay        # the proxy against direct, HAProxy
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +47,7 @@ SECTIONS = [
     "connrate",
     "newconn",
     "tls",
+    "relay",
 ]
 SERVERS = {
     "c": f"{compare.BIN / 'cecho'} 127.0.0.1 {{port}}",
@@ -89,6 +92,106 @@ def bulk(duration: float) -> dict[str, float]:
             compare.stop(proc)
         print(f"bulk {name}: {result[name]:.0f} MiB/s", flush=True)
     return result
+
+
+HAPROXY_CFG = """global
+    nbthread 1
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+listen relay
+    bind 127.0.0.1:{port}
+    server echo 127.0.0.1:{upstream}
+"""
+
+
+def _api_proxy(port: int, upstream: int, toxics: list[dict]) -> subprocess.Popen:
+    """`aioecho proxy --api`, one proxy made through the API (listen port, upstream), with
+    these toxics."""
+    import urllib.request
+
+    api = compare.free_port()
+    proc = subprocess.Popen(
+        [PY, "-m", "aioecho", "proxy", "-q", "--api", f"127.0.0.1:{api}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    compare.wait_listening(api, proc)
+
+    def post(path: str, body: dict) -> None:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{api}{path}", json.dumps(body).encode(), method="POST"
+        )
+        urllib.request.urlopen(request, timeout=10).read()
+
+    post("/proxies", {"name": "bench", "listen": f"127.0.0.1:{port}",
+                      "upstream": f"127.0.0.1:{upstream}"})  # fmt: skip
+    for toxic in toxics:
+        post("/proxies/bench/toxics", toxic)
+    compare.wait_listening(port, proc)
+    return proc
+
+
+def relay(duration: float, reps: int = 3) -> dict[str, dict[str, float]]:
+    """Bulk through each relay to cecho (echoload --bulk, unpinned: the relay and cecho share
+    the machine's cores with the load), interleaved repetitions, medians; and each relay's CPU
+    seconds per GiB relayed (its own process, from /proc)."""
+    zero = {"type": "latency", "attributes": {"latency": 0}}
+    relays: dict[str, Callable[[int, int], subprocess.Popen | None]] = {
+        "direct": lambda port, upstream: None,
+        "haproxy": lambda port, upstream: _haproxy(port, upstream),
+        "aioecho proxy --to": lambda port, upstream: _started(
+            f"{PY} -m aioecho proxy -q --port {port} --to 127.0.0.1:{upstream}", port
+        ),
+        "aioecho proxy --api": lambda port, upstream: _api_proxy(port, upstream, []),
+        "aioecho proxy --api, latency 0 both ways": lambda port, upstream: _api_proxy(
+            port, upstream, [zero, {**zero, "stream": "upstream"}]
+        ),
+    }
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in relays}
+    for _ in range(reps):
+        for name, make in relays.items():
+            upstream = compare.free_port()
+            echo = subprocess.Popen([str(compare.BIN / "cecho"), "127.0.0.1", str(upstream)],
+                                    start_new_session=True)  # fmt: skip
+            compare.wait_listening(upstream, echo)
+            port = compare.free_port()
+            proc = make(port, upstream)
+            try:
+                before = compare.tree_cpu_ticks(proc.pid) if proc else 0
+                got = echoload(port if proc else upstream, "--bulk", "-d", str(duration),
+                               pin=False)["echoed_mibps"]  # fmt: skip
+                ticks = (compare.tree_cpu_ticks(proc.pid) - before) if proc else 0
+            finally:
+                if proc is not None:
+                    compare.stop(proc)
+                compare.stop(echo)
+            gib = got * duration / 1024
+            runs[name].append((got, ticks / compare.TCK / gib if gib else 0.0))
+            print(f"relay {name}: {got:.0f} MiB/s", flush=True)
+    result = {}
+    for name, pairs in runs.items():
+        result[name] = {
+            "mibps": statistics.median(p[0] for p in pairs),
+            "cpu_s_per_gib": statistics.median(p[1] for p in pairs),
+            "mibps_runs": [p[0] for p in pairs],
+            "cpu_s_per_gib_runs": [p[1] for p in pairs],
+        }
+    return result
+
+
+def _started(command: str, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(command.split(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    compare.wait_listening(port, proc)
+    return proc
+
+
+def _haproxy(port: int, upstream: int) -> subprocess.Popen:
+    config = Path(tempfile.mkdtemp()) / "haproxy.cfg"
+    config.write_text(HAPROXY_CFG.format(port=port, upstream=upstream))
+    return _started(f"haproxy -f {config} -db", port)
 
 
 def rss_kib(pid: int) -> int:
@@ -446,6 +549,17 @@ def markdown(results: dict) -> str:
             cells.append(f"{count:,.0f}" if count else "")
             lines.append(f"| {name} | {' | '.join(cells)} |")
         lines.append("")
+    if "relay" in results:
+        r = results["relay"]
+        direct, haproxy = r["direct"]["mibps"], r["haproxy"]["mibps"]
+        lines += ["## Relay (echoload --bulk to cecho through each; medians of 3 interleaved)", ""]
+        lines += ["| relay | MiB/s | vs direct | vs HAProxy | relay CPU s per GiB |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for name, x in r.items():
+            cpu = f"{x['cpu_s_per_gib']:.2f}" if name != "direct" else ""
+            lines.append(f"| {name} | {x['mibps']:.0f} | {x['mibps'] / direct:.2f} | "
+                         f"{x['mibps'] / haproxy:.2f} | {cpu} |")  # fmt: skip
+        lines.append("")
     if results.get("instructions"):
         lines += ["## User-space instructions per request (callgrind, 1 KiB x 100)", ""]
         lines += ["| server | instructions | vs bare uvloop |", "|---|---|---|"]
@@ -509,6 +623,7 @@ def main() -> None:
         "connrate": lambda: connrate(3.0),
         "newconn": lambda: newconn(3.0),
         "tls": lambda: tls(3.0, reps),
+        "relay": lambda: relay(3.0),
     }
     path = HERE / "results.json"
     results: dict = json.loads(path.read_text()) if args.only and path.exists() else {}

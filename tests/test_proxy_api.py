@@ -455,3 +455,42 @@ def test_refuse_when_down_refuses_while_the_upstream_is_down(hub: Hub) -> None:
     assert loop.run_until_complete(through()) == b"back"
     upstream.close()
     loop.run_until_complete(upstream.wait_closed())
+
+
+# Toxiproxy's shapes, from its README (HTTP API: proxy fields, toxic fields) and api.go
+# (proxyWithToxics, ApiError, the populate answer, Version).
+PROXY_FIELDS = {"name", "listen", "upstream", "enabled", "toxics"}
+TOXIC_FIELDS = {"name", "type", "stream", "toxicity", "attributes"}
+ERROR_FIELDS = {"error", "status"}
+
+
+def test_every_endpoint_answers_in_toxiprox_shapes(hub: Hub) -> None:
+    assert set(call(hub, "GET", "/version")[1]) == {"version"}
+    made = call(hub, "POST", "/proxies", {"name": "a", "upstream": UPSTREAM})[1]
+    assert set(made) == PROXY_FIELDS
+    assert all(set(p) == PROXY_FIELDS for p in call(hub, "GET", "/proxies")[1].values())
+    assert set(call(hub, "GET", "/proxies/a")[1]) == PROXY_FIELDS
+    populated = call(hub, "POST", "/populate", [{"name": "b", "upstream": UPSTREAM}])[1]
+    assert set(populated) == {"proxies"} and set(populated["proxies"][0]) == PROXY_FIELDS
+    toxic = call(hub, "POST", "/proxies/a/toxics", {"type": "bandwidth"})[1]
+    assert set(toxic) == TOXIC_FIELDS and toxic["attributes"] == {"rate": 0}
+    assert [set(t) for t in call(hub, "GET", "/proxies/a/toxics")[1]] == [TOXIC_FIELDS]
+    assert set(call(hub, "GET", "/proxies/a/toxics/bandwidth_downstream")[1]) == TOXIC_FIELDS
+    assert set(call(hub, "PATCH", "/proxies/a/toxics/bandwidth_downstream", {})[1]) == (
+        TOXIC_FIELDS
+    )
+    assert [t["name"] for t in call(hub, "GET", "/proxies/a")[1]["toxics"]] == [
+        "bandwidth_downstream"
+    ]
+    assert set(call(hub, "PATCH", "/proxies/a", {"enabled": False})[1]) == PROXY_FIELDS
+    for method, path, body in (
+        ("GET", "/proxies/x", None), ("POST", "/proxies", {"name": "a", "upstream": UPSTREAM}),
+        ("POST", "/proxies/a/toxics", {"type": "x"}), ("DELETE", "/proxies/a/toxics/x", None),
+    ):  # fmt: skip
+        assert set(call(hub, method, path, body)[1]) == ERROR_FIELDS
+    defaults = {"latency": {"latency": 0, "jitter": 0}, "bandwidth": {"rate": 0},
+                "slow_close": {"delay": 0}, "timeout": {"timeout": 0},
+                "reset_peer": {"timeout": 0}, "limit_data": {"bytes": 0},
+                "slicer": {"average_size": 0, "size_variation": 0, "delay": 0}}  # fmt: skip
+    for kind, attributes in defaults.items():
+        assert parse_toxic({"type": kind}).to_json()["attributes"] == attributes

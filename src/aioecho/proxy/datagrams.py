@@ -15,14 +15,12 @@ import asyncio
 import collections
 import logging
 import random
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 from ..server.config import FaultConfig
 from ..server.faults import datagram_fate
-from .spec import datagram_shaping, join_address, split_address
-
-if TYPE_CHECKING:
-    from .hub import LiveProxy
+from .journal import Journal
+from .spec import Toxic, datagram_shaping, join_address, split_address
 
 __all__ = ["UdpRelay"]
 
@@ -35,6 +33,23 @@ MAX_HELD: Final = 16 * 1024 * 1024
 SWEEP: Final = 5.0
 
 
+class Owner(Protocol):
+    """What a UDP relay needs of its proxy (hub.LiveProxy)."""
+
+    name: str
+    upstream: str
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def journal(self) -> Journal: ...
+
+    def next_number(self) -> int: ...
+
+    def deciding(self, applies: dict[str, bool], number: int, client: str) -> list[Toxic]: ...
+
+
 class _Session:
     """One client address: its datagrams both ways, its toxics' faults, its counts."""
 
@@ -45,7 +60,7 @@ class _Session:
         self.client = join_address(str(addr[0]), int(addr[1]))
         self.applies: dict[str, bool] = {}  # toxic name -> decided
         self.faults: dict[bool, FaultConfig | None] = {True: None, False: None}  # upstream?
-        seed = relay.proxy.hub.seed
+        seed = relay.proxy.seed
         self.rng = {up: random.Random(f"{seed}/{number}/{up}") for up in (True, False)}
         self.fired: collections.Counter[str] = collections.Counter()
         self.counts = {"datagrams_upstream": 0, "datagrams_downstream": 0}
@@ -155,7 +170,7 @@ class _UpstreamSide(asyncio.DatagramProtocol):
 class UdpRelay(asyncio.DatagramProtocol):
     """The client side of a UDP proxy: sessions by client address."""
 
-    def __init__(self, proxy: LiveProxy) -> None:
+    def __init__(self, proxy: Owner) -> None:
         self.proxy = proxy
         self.transport: asyncio.DatagramTransport | None = None
         self.sessions: collections.OrderedDict[Any, _Session] = collections.OrderedDict()
@@ -184,7 +199,7 @@ class UdpRelay(asyncio.DatagramProtocol):
         number = proxy.next_number()
         session = _Session(self, number, addr)
         self.sessions[addr] = session
-        proxy.hub.journal.add(
+        proxy.journal.add(
             "connection_opened",
             proxy=proxy.name,
             connection=number,
@@ -208,7 +223,7 @@ class UdpRelay(asyncio.DatagramProtocol):
     def ended(self, session: _Session, by: str) -> None:
         if self.sessions.get(session.addr) is session:
             del self.sessions[session.addr]
-        self.proxy.hub.journal.add(
+        self.proxy.journal.add(
             "connection_closed",
             proxy=self.proxy.name,
             connection=session.number,

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import describe_os_error
 from ..server.registry import Tracked
+from ..server.serve import raise_mmap_threshold
 from .datagrams import UdpRelay
 from .journal import Journal
 from .relay import ProxyProtocol, Upstream
@@ -114,6 +115,14 @@ class LiveProxy:
             found["refuse_when_down"] = True
             found["upstream_up"] = self.upstream_up
         return found
+
+    @property
+    def seed(self) -> int:
+        return self.hub.seed
+
+    @property
+    def journal(self) -> Journal:
+        return self.hub.journal
 
     @property
     def open_connections(self) -> int:
@@ -437,6 +446,7 @@ class Hub:
         max_buffer: int = 4 * 1024 * 1024,
         connect_timeout: float = 10.0,
     ) -> None:
+        raise_mmap_threshold()  # as the server does: no mmap and munmap per 256 KiB read
         self.seed = seed if seed is not None else random.randrange(2**32)
         self.journal = journal if journal is not None else Journal()
         self.max_buffer = max_buffer

@@ -156,10 +156,20 @@ class Shaper:
             self._fired["corrupt"] += 1
             at = self._rng.randrange(len(data))
             data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
-        due = self._loop.time() + faults.delay
+        now = self._loop.time()
+        due = now + faults.delay
         if faults.jitter:
             due += self._rng.uniform(0.0, faults.jitter)
         self._last_due = due = max(due, self._last_due)
+        if due <= now and not self._queue and not faults.slice and not faults.bandwidth:
+            # due now, nothing ahead of it, nothing to cut or meter (a latency of 0, a
+            # corruption, a byte limit): written at once, as the plain path would, without a
+            # timer and a copy per chunk
+            self.transport.write(data)
+            self._written += len(data)
+            if self._cut is not None and self._written >= self._cut[1]:
+                self._cut_off(self._cut[0])
+            return
         # a view: slices and metered parts are cut from it as they go out, without copying the
         # rest each time (the bytes underneath are never changed, so a view is safe to keep)
         self._queue.append((due, memoryview(data)))

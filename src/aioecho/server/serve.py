@@ -206,7 +206,7 @@ async def serve(
     """
     config = config or ServerConfig()
     loop = asyncio.get_running_loop()
-    _raise_mmap_threshold()
+    raise_mmap_threshold()
     connections = Connections(
         max_connections=_affordable_connections(config.max_connections, fds_per_connection),
         idle_timeout=config.idle_timeout,
@@ -316,7 +316,7 @@ def _affordable_connections(wanted: int, fds_per_connection: int = 1) -> int:
     return affordable
 
 
-def _raise_mmap_threshold() -> None:
+def raise_mmap_threshold() -> None:
     """Remove a cold-start cost of the asyncio loop, which reads with recv(256 KiB).
 
     glibc serves allocations over its mmap threshold (128 KiB at first) with mmap and munmap, a
