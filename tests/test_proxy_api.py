@@ -20,7 +20,7 @@ from aioecho.proxy.api import answer
 from aioecho.proxy.hub import Hub
 from aioecho.proxy.spec import ApiError, decides, parse_proxy, parse_toxic, shaping
 from aioecho.testing import echo_server, fault_proxy, latency
-from support import WAIT, free_port, pattern_bytes, run_cli
+from support import WAIT, free_port, pattern_bytes, run_cli, wait_until
 from test_toxiproxy_clients import ApiProcess
 
 
@@ -297,10 +297,19 @@ def test_config_file_makes_proxies_with_their_toxics(tmp_path: Path) -> None:
                 "name": "echo", "listen": f"127.0.0.1:{port}",
                 "upstream": f"{echo.address[0]}:{echo.address[1]}",
                 "toxics": [{"type": "limit_data", "attributes": {"bytes": 3}}],
+                "scenario": [{"at": 0, "add": {"type": "latency", "attributes": {"latency": 1}}}],
             }]))  # fmt: skip
             api = await asyncio.to_thread(ApiProcess, "--config", str(config))
             try:
                 assert await _through(port, b"abcdef") == b"abc"  # its very first connection
+                url = f"{api.url}/events"
+
+                def steps() -> list[str]:
+                    lines = requests.get(url, timeout=WAIT).text.splitlines()
+                    return [e["action"] for e in map(json.loads, lines)
+                            if e["event"] == "scenario_step"]  # fmt: skip
+
+                await asyncio.to_thread(wait_until, lambda: steps() == ["add"], "the step")
             finally:
                 api.stop()
 

@@ -98,10 +98,13 @@ async def run_api(config: ProxyConfig) -> None:
     from .api import start_api
     from .hub import Hub
     from .journal import Journal
+    from .scenario import run_scenario
     from .spec import ApiError
 
     assert config.api is not None
-    specs = load_config(config.config_file) if config.config_file is not None else []
+    specs, scenarios = (
+        load_config(config.config_file) if config.config_file is not None else ([], {})
+    )
     journal_file = None
     if config.journal is not None:
         try:
@@ -125,6 +128,8 @@ async def run_api(config: ProxyConfig) -> None:
         except ApiError as err:
             raise ConfigError(f"--config {config.config_file}: {err.message}") from None
         api = await start_api(hub, *config.api)
+        for name, steps in scenarios.items():  # on the proxies' clock, from now
+            run_scenario(hub, name, steps)
         _main_log.log(NOTICE, "toxicity seed %d (--seed)", hub.seed)
         for proxy in hub.proxies.values():
             _main_log.log(NOTICE, "proxy %s on %s, to %s", proxy.name, proxy.listen, proxy.upstream)
@@ -138,9 +143,11 @@ async def run_api(config: ProxyConfig) -> None:
             journal_file.close()
 
 
-def load_config(path: str) -> list[Any]:
+def load_config(path: str) -> tuple[list[Any], dict[str, Any]]:
     """Toxiproxy's config file: a JSON list of proxies (name, listen, upstream, enabled), each
-    with an optional toxics list (ours)."""
+    with an optional toxics list and scenario (ours). Returns the proxies, and the scenarios
+    by proxy name."""
+    from .scenario import parse_scenario
     from .spec import ApiError, parse_proxy
 
     try:
@@ -154,12 +161,17 @@ def load_config(path: str) -> list[Any]:
         raise ConfigError(f"--config {path}: a JSON list of proxies is needed")
     try:
         specs = [parse_proxy(item) for item in body]
+        scenarios = {
+            spec.name: parse_scenario(item["scenario"])
+            for spec, item in zip(specs, body, strict=True)
+            if item.get("scenario") is not None
+        }
     except ApiError as err:
         raise ConfigError(f"--config {path}: {err.message}") from None
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise ConfigError(f"--config {path}: a proxy name appears twice")
-    return specs
+    return specs, scenarios
 
 
 def run(call: Invocation) -> None:
