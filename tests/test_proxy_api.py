@@ -328,6 +328,8 @@ def test_config_file_errors_are_one_line(tmp_path: Path) -> None:
     assert "no --to with it" in usage_error("proxy", "--api", "127.0.0.1:0", "--to", "h:1")
     assert "go with --api" in usage_error("proxy", "--to", "h:1", "--journal", "x")
     assert "(or --api)" in usage_error("proxy")
+    for option in (["--port", "7000"], ["--delay", "10ms"], ["--unix", "/tmp/x"]):
+        assert "come through the API" in usage_error("proxy", "--api", *option)
 
 
 def usage_error(*args: str) -> str:

@@ -7,7 +7,7 @@ import argparse
 from typing import Any, cast
 
 from ..errors import ConfigError
-from ..options import Parser, checked
+from ..options import Parser, checked, given
 from ..server.options import fault_options, listen_options, server_config
 from ..units import parse_port, parse_seconds, parse_target
 from .config import ProxyConfig
@@ -97,8 +97,16 @@ def proxy_config(args: argparse.Namespace) -> ProxyConfig:
     host, port = args.to if args.to is not None else ("127.0.0.1", 0)
     if args.api is not None and args.to is not None:
         raise ConfigError("--api makes its proxies through the API: no --to with it")
+    listen = server_config(args)
+    if args.api is not None and (
+        listen.faults.stream or listen.unix is not None or given(args, "port")
+    ):
+        raise ConfigError(
+            "with --api, each proxy's address and faults come through the API (or --config): "
+            "its listen field and its toxics, not --port, --unix or fault options"
+        )
     return ProxyConfig(
-        listen=server_config(args),
+        listen=listen,
         upstream_host=host,
         upstream_port=port,
         faults_upstream=args.faults_upstream,
