@@ -109,6 +109,15 @@ def test_the_fixtures_work_in_a_project_of_its_own(
     assert "fault_proxy" in plugins.stdout and "aioecho" in plugins.stdout
 
 
+def test_the_fixtures_work_under_pytest_xdist(tmp_path: Path) -> None:
+    """Two workers, each with its proxies and echo servers on ports of their own."""
+    for number in range(4):
+        (tmp_path / f"test_it{number}.py").write_text(textwrap.dedent(SYNC_TEST))
+    done = run_pytest(tmp_path, "-n", "2", "-o", "asyncio_default_fixture_loop_scope=function")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 passed" in done.stdout
+
+
 def test_without_the_plugin_the_fixtures_are_not_there(tmp_path: Path) -> None:
     (tmp_path / "test_it.py").write_text(textwrap.dedent(SYNC_TEST))
     done = run_pytest(tmp_path, "-p", "no:aioecho")

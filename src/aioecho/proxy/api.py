@@ -23,7 +23,6 @@ whose User-Agent starts with "Mozilla/" is refused (403): a web page must not dr
 from __future__ import annotations
 
 import asyncio
-import http
 import json
 import logging
 import re
@@ -34,6 +33,7 @@ from typing import Any, Final, cast
 import h11
 
 from ..errors import ListenError
+from ..httpserve import MAX_HEAD, HttpConnection, head_size
 from ..version import __version__
 from .hub import Hub
 from .scenario import parse_scenario, run_scenario
@@ -43,10 +43,7 @@ __all__ = ["ApiServer", "start_api"]
 
 _log = logging.getLogger("aioecho.main")
 
-MAX_HEAD: Final = 8 * 1024
-MAX_BODY: Final = 1024 * 1024
-REQUEST_TIMEOUT: Final = 10.0
-MAX_CLIENTS: Final = 64
+MAX_BODY: Final = 1024 * 1024  # bytes of a request's body
 JSON: Final = "application/json"
 
 Answer = tuple[int, str, bytes]
@@ -207,52 +204,20 @@ async def answer(hub: Hub, method: str, target: str, body: bytes) -> Answer:
     return 404, "text/plain; charset=utf-8", b"404 page not found\n"
 
 
-class _ApiProtocol(asyncio.Protocol):
+class _ApiProtocol(HttpConnection):
     """One HTTP/1.1 client: its requests read by h11 and answered in turn (keep-alive)."""
 
     def __init__(self, server: ApiServer) -> None:
+        super().__init__(server.clients)
         self._server = server
-        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self._request: h11.Request | None = None
         self._body = bytearray()
         self._busy: asyncio.Task[None] | None = None  # the request being answered
-        self._timer: asyncio.TimerHandle | None = None
-        self.transport: asyncio.Transport
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        clients = self._server.clients
-        if len(clients) >= MAX_CLIENTS:  # the one waiting longest for its request goes
-            oldest = next(iter(clients))
-            del clients[oldest]
-            oldest.abort()
-        clients[self.transport] = None
-        self._arm()
-
-    def data_received(self, data: bytes) -> None:
-        self._conn.receive_data(data)
-        self._process()
 
     def eof_received(self) -> bool:
         self._conn.receive_data(b"")
         self._process()
         return self._busy is not None  # answer what was asked, then close
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._server.clients.pop(self.transport, None)
-
-    def pause_writing(self) -> None:  # a client that sends requests and reads no answer
-        self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        self.transport.resume_reading()
-
-    def _arm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, self.transport.abort)
 
     def _process(self) -> None:
         """Read events until a whole request is in, then answer it (one at a time)."""
@@ -268,11 +233,14 @@ class _ApiProtocol(asyncio.Protocol):
             if event is h11.PAUSED:
                 if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
                     conn.start_next_cycle()
-                    self._arm()
+                    self._touch()
                     continue
                 self.transport.close()
                 return
             if isinstance(event, h11.Request):
+                if head_size(event) > MAX_HEAD:
+                    self._fail(431, "request header fields too large")
+                    return
                 self._request = event
                 self._body.clear()
             elif isinstance(event, h11.Data):
@@ -306,29 +274,15 @@ class _ApiProtocol(asyncio.Protocol):
         self._busy = None
         if self.transport.is_closing():
             return
-        self._send(status, kind, b"" if method == "HEAD" else body)
+        self._send(status, kind, b"" if method == "HEAD" else body, len(body))
         if self._conn.our_state is h11.MUST_CLOSE:
             self.transport.close()
             return
         self.transport.resume_reading()
         self._process()
 
-    def _send(self, status: int, kind: str, body: bytes) -> None:
-        headers = [("content-type", kind)]
-        if status != 204:
-            headers.append(("content-length", str(len(body))))
-        reason = http.HTTPStatus(status).phrase.encode()
-        self.transport.write(
-            self._conn.send(h11.Response(status_code=status, headers=headers, reason=reason))
-        )
-        if body and status != 204:
-            self.transport.write(self._conn.send(h11.Data(data=body)))
-        self.transport.write(self._conn.send(h11.EndOfMessage()))
-
     def _fail(self, status: int, reason: str) -> None:
-        if self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            self._send(*_json(bad_body(reason).body() | {"status": status}, status))
-        self.transport.close()
+        self._send_error(*_json(bad_body(reason).body() | {"status": status}, status))
 
 
 class ApiServer:

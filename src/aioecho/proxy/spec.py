@@ -348,9 +348,8 @@ def shaping(toxics: Iterable[tuple[Toxic, int]]) -> FaultConfig | None:
         a = toxic.attributes
         kind = toxic.type
         if kind == "latency":
-            low = max(0, a["latency"] - a["jitter"])
-            delay += low / 1000
-            jitter += (a["latency"] + a["jitter"] - low) / 1000
+            low, spread = _window(a)
+            delay, jitter = delay + low, jitter + spread
         elif kind == "bandwidth":
             rate = int(a["rate"]) * 1000
             if not rate:  # Toxiproxy: a rate of 0 limits nothing
@@ -391,6 +390,13 @@ def shaping(toxics: Iterable[tuple[Toxic, int]]) -> FaultConfig | None:
     )
 
 
+def _window(attributes: Mapping[str, int | float]) -> tuple[float, float]:
+    """Toxiproxy's latency +/- jitter (ms) as the server's delay and jitter (seconds): held at
+    least max(0, latency - jitter), plus a uniform part up to latency + jitter."""
+    low = max(0, attributes["latency"] - attributes["jitter"])
+    return low / 1000, (attributes["latency"] + attributes["jitter"] - low) / 1000
+
+
 def datagram_shaping(toxics: Iterable[Toxic]) -> FaultConfig | None:
     """The faults of one direction of a UDP proxy's session, per datagram (the server's UDP
     faults: drop, duplicate, corrupt, delay); timeout and blackhole drop everything."""
@@ -400,9 +406,8 @@ def datagram_shaping(toxics: Iterable[Toxic]) -> FaultConfig | None:
     for toxic in toxics:
         a = toxic.attributes
         if toxic.type == "latency":
-            low = max(0, a["latency"] - a["jitter"])
-            delay += low / 1000
-            jitter += (a["latency"] + a["jitter"] - low) / 1000
+            low, spread = _window(a)
+            delay, jitter = delay + low, jitter + spread
         elif toxic.type == "drop":
             kept *= 1 - a["probability"]
         elif toxic.type == "duplicate":

@@ -18,13 +18,13 @@ prometheus_client and h11 are an optional extra: `pip install 'aioecho[metrics]'
 from __future__ import annotations
 
 import asyncio
-import http
 import logging
 import platform
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from ..errors import AioechoError, ListenError
+from ..httpserve import MAX_HEAD, HttpConnection, head_size
 from ..version import __version__
 from .tls import HANDSHAKE_BUCKETS
 
@@ -35,9 +35,7 @@ __all__ = ["MetricsEndpoint", "start_metrics"]
 
 _log = logging.getLogger("aioecho.main")
 
-MAX_HEAD: Final = 8 * 1024  # bytes of request line and headers
-REQUEST_TIMEOUT: Final = 10.0  # seconds for a request to arrive whole
-MAX_CLIENTS: Final = 64  # HTTP connections at once; more are closed at once
+TEXT: Final = "text/plain; charset=utf-8"
 MISSING = "--metrics needs prometheus_client and h11: pip install 'aioecho[metrics]'"
 
 
@@ -148,38 +146,15 @@ class _ServerCollector:
         )
 
 
-class _HttpProtocol(asyncio.Protocol):
-    """One HTTP/1.1 client connection, requests answered in turn (keep-alive)."""
+class _HttpProtocol(HttpConnection):
+    """One HTTP/1.1 client connection, GET and HEAD answered in turn (keep-alive)."""
 
     def __init__(self, endpoint: MetricsEndpoint) -> None:
-        import h11
-
-        self._h11 = h11
+        super().__init__(endpoint.clients)
         self._endpoint = endpoint
-        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-        self._timer: asyncio.TimerHandle | None = None
-        self.transport: asyncio.Transport
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        clients = self._endpoint.clients
-        if len(clients) >= MAX_CLIENTS:
-            # Full: the client that has waited longest without a whole request makes room, so
-            # that idle or half-sent connections cannot keep a health probe out.
-            oldest = next(iter(clients))
-            del clients[oldest]
-            oldest.abort()
-        clients[self.transport] = None
-        self._arm()
-
-    def _arm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, self.transport.abort)
-
-    def data_received(self, data: bytes) -> None:
-        self._conn.receive_data(data)
-        self._process()
+    def eof_received(self) -> bool:
+        return False  # a client that is done: close
 
     def _process(self) -> None:
         """Answer every whole request received, pipelined ones included, in a loop (a client
@@ -190,7 +165,7 @@ class _HttpProtocol(asyncio.Protocol):
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError:
-                self._send_error(400, b"bad request\n")
+                self._send_error(400, TEXT, b"bad request\n")
                 return
             if event is h11.NEED_DATA:
                 return
@@ -203,8 +178,8 @@ class _HttpProtocol(asyncio.Protocol):
                     self.transport.close()
                 return
             if isinstance(event, h11.Request):
-                if _head_size(event) > MAX_HEAD:
-                    self._send_error(431, b"request header fields too large\n")
+                if head_size(event) > MAX_HEAD:
+                    self._send_error(431, TEXT, b"request header fields too large\n")
                     return
                 self._answer(event)
                 if conn.our_state is h11.MUST_CLOSE:
@@ -214,56 +189,19 @@ class _HttpProtocol(asyncio.Protocol):
                 self.transport.close()
                 return
 
-    def _touch(self) -> None:
-        """A whole request answered: the client goes to the back of the eviction order."""
-        clients = self._endpoint.clients
-        if self.transport in clients:
-            del clients[self.transport]
-            clients[self.transport] = None
-        self._arm()
-
-    def eof_received(self) -> bool:
-        return False  # a client that is done: close
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._endpoint.clients.pop(self.transport, None)
-
-    def pause_writing(self) -> None:  # a client that sends requests and reads no answer
-        self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        self.transport.resume_reading()
-
     def _answer(self, request: Any) -> None:
         method = request.method.decode("ascii", "replace")
         path = request.target.decode("ascii", "replace").split("?", 1)[0]
         handler = self._endpoint.routes.get(path)
+        headers: list[tuple[str, str]] = []
         if handler is None:
-            status, kind, body = 404, "text/plain; charset=utf-8", b"not found\n"
+            status, kind, body = 404, TEXT, b"not found\n"
         elif method not in ("GET", "HEAD"):
-            status, kind, body = 405, "text/plain; charset=utf-8", b"method not allowed\n"
+            status, kind, body = 405, TEXT, b"method not allowed\n"
+            headers.append(("allow", "GET, HEAD"))
         else:
             status, kind, body = handler(dict(request.headers))
-        self._send(status, kind, b"" if method == "HEAD" else body, len(body))
-
-    def _send(self, status: int, kind: str, body: bytes, length: int) -> None:
-        h11 = self._h11
-        headers = [("content-type", kind), ("content-length", str(length))]
-        if status == 405:
-            headers.append(("allow", "GET, HEAD"))
-        reason = http.HTTPStatus(status).phrase.encode()
-        response = h11.Response(status_code=status, headers=headers, reason=reason)
-        self.transport.write(self._conn.send(response))
-        if body:
-            self.transport.write(self._conn.send(h11.Data(data=body)))
-        self.transport.write(self._conn.send(h11.EndOfMessage()))
-
-    def _send_error(self, status: int, body: bytes) -> None:
-        if self._conn.our_state in (self._h11.IDLE, self._h11.SEND_RESPONSE):
-            self._send(status, "text/plain; charset=utf-8", body, len(body))
-        self.transport.close()
+        self._send(status, kind, b"" if method == "HEAD" else body, len(body), headers)
 
 
 class MetricsEndpoint:
@@ -338,12 +276,6 @@ async def start_metrics(
     host, port = await endpoint.start(*where)
     _log.log(level, "metrics on http://%s/metrics (and /healthz, /readyz)", _url_host(host, port))
     return endpoint
-
-
-def _head_size(request: Any) -> int:
-    """About the bytes of a request's head (h11 bounds it only while incomplete)."""
-    size = len(request.method) + len(request.target) + 12
-    return size + sum(len(name) + len(value) + 4 for name, value in request.headers)
 
 
 def _url_host(host: str, port: int) -> str:
