@@ -4,8 +4,9 @@ seconds for a request to arrive whole, MAX_CLIENTS connections at once (one more
 connection that has waited longest for its request leave, so that idle keep-alive clients
 cannot keep a probe out), and reading paused while a client does not read its answers.
 
-A subclass reads events in `_process` (its own: GET only, or with bodies) and answers with
-`_send`; `_touch` after each whole answer puts the client at the back of the eviction order.
+A subclass reads events in `_process` (its own: GET only, or with bodies) from `_next_event`,
+which also starts each next request's cycle and puts the client at the back of the eviction
+order, and answers with `_send`.
 """
 
 from __future__ import annotations
@@ -62,6 +63,33 @@ class HttpConnection(asyncio.Protocol):
 
     def _process(self) -> None:
         raise NotImplementedError
+
+    def _refuse(self, err: Exception) -> None:
+        """A request h11 could not parse (err has its error_status_hint): answered, closed."""
+        raise NotImplementedError
+
+    def _next_event(self) -> Any:
+        """The next event to act on (a request, its data, its end, the client's close), or
+        None: more data is needed, or the connection is done. A finished request and answer
+        start the next cycle here (keep-alive)."""
+        h11 = self._h11
+        conn = self._conn
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as err:
+                self._refuse(err)
+                return None
+            if event is h11.NEED_DATA:
+                return None
+            if event is h11.PAUSED:
+                if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+                    conn.start_next_cycle()
+                    self._touch()
+                    continue
+                self.transport.close()  # one side must close: done
+                return None
+            return event
 
     def _arm(self) -> None:
         if self._timer is not None:

@@ -221,21 +221,9 @@ class _ApiProtocol(HttpConnection):
 
     def _process(self) -> None:
         """Read events until a whole request is in, then answer it (one at a time)."""
-        conn = self._conn
         while self._busy is None and not self.transport.is_closing():
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as err:
-                self._fail(err.error_status_hint, str(err))
-                return
-            if event is h11.NEED_DATA:
-                return
-            if event is h11.PAUSED:
-                if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-                    conn.start_next_cycle()
-                    self._touch()
-                    continue
-                self.transport.close()
+            event = self._next_event()
+            if event is None:
                 return
             if isinstance(event, h11.Request):
                 if head_size(event) > MAX_HEAD:
@@ -280,6 +268,9 @@ class _ApiProtocol(HttpConnection):
             return
         self.transport.resume_reading()
         self._process()
+
+    def _refuse(self, err: Exception) -> None:
+        self._fail(getattr(err, "error_status_hint", 400), str(err))
 
     def _fail(self, status: int, reason: str) -> None:
         self._send_error(*_json(bad_body(reason).body() | {"status": status}, status))

@@ -160,34 +160,21 @@ class _HttpProtocol(HttpConnection):
         """Answer every whole request received, pipelined ones included, in a loop (a client
         may send thousands in one write: no recursion)."""
         h11 = self._h11
-        conn = self._conn
-        while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError:
-                self._send_error(400, TEXT, b"bad request\n")
-                return
-            if event is h11.NEED_DATA:
-                return
-            if event is h11.PAUSED:
-                if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-                    conn.start_next_cycle()
-                    self._touch()
-                    continue
-                if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-                    self.transport.close()
-                return
+        while (event := self._next_event()) is not None:
             if isinstance(event, h11.Request):
                 if head_size(event) > MAX_HEAD:
                     self._send_error(431, TEXT, b"request header fields too large\n")
                     return
                 self._answer(event)
-                if conn.our_state is h11.MUST_CLOSE:
+                if self._conn.our_state is h11.MUST_CLOSE:
                     self.transport.close()
                     return
             elif isinstance(event, h11.ConnectionClosed):
                 self.transport.close()
                 return
+
+    def _refuse(self, err: Exception) -> None:
+        self._send_error(400, TEXT, b"bad request\n")
 
     def _answer(self, request: Any) -> None:
         method = request.method.decode("ascii", "replace")
