@@ -37,7 +37,7 @@ ASSEMBLERS = ("", "cli", "__main__", "testing")
 # Settings, parsers, errors, address text, the UDP reply policy, histograms, statistics, ping's
 # summary, check's report: the parts a unit test can take without a loop or a socket.
 PURE = {
-    "version", "errors", "addresses", "units", "histogram", "roles",
+    "version", "errors", "addresses", "units", "histogram", "roles", "reflection",
     "server.config", "server.ratelimit", "server.stats", "server.proxyheader",
     "client.config", "bench.config", "bench.result", "ping.config", "ping.stats",
     "check.config", "check.report", "check.html", "proxy.config", "proxy.spec",

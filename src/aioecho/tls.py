@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from .errors import TLSSetupError, describe_os_error
 
@@ -46,7 +46,14 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
             raise TLSSetupError(f"TLS key {key} does not match certificate {cert}") from None
         reason = (err.reason or str(err)).lower().replace("_", " ")
         raise TLSSetupError(f"cannot load TLS certificate {cert} and key {key}: {reason}") from None
+    context.sni_callback = _keep_sni
     return context
+
+
+def _keep_sni(tls: Any, name: str | None, context: ssl.SSLContext) -> None:
+    """The server name the client asked for (SNI), kept on its connection for --reflect (an
+    SSLObject has no other place that says it on the server's side)."""
+    tls.aioecho_sni = name
 
 
 def client_context(cafile: str | None = None, insecure: bool = False) -> ssl.SSLContext:

@@ -82,6 +82,8 @@ async def _ping(config: PingConfig, outs: list[tuple[str, TextIO]]) -> PingSumma
             new_connection=config.new_connection,
             stop=stop,
             tos=config.tos,
+            reflect=config.reflecting,
+            banner_lines=config.banner_lines,
         ):
             summary.add(result)
             for show in printers:
@@ -111,7 +113,9 @@ def _printer(config: PingConfig, form: str, out: TextIO) -> Callable[[ProbeResul
     if form == "json":
         return lambda result: _say(out, json.dumps(_stamped(result)))
     if form == "csv":
-        writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+        named = config.reflecting or config.banner_lines  # a column for the instance
+        fields = (*CSV_FIELDS, "backend") if named else CSV_FIELDS
+        writer = csv.DictWriter(out, fields, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
 
         def row(result: ProbeResult) -> None:
@@ -121,9 +125,18 @@ def _printer(config: PingConfig, form: str, out: TextIO) -> Callable[[ProbeResul
         return row
     if config.quiet:  # as ping -q: the summary only
         return lambda result: None
-    if config.verbose:  # as ping -D: the wall-clock time first
-        return lambda result: _say(out, f"[{time.time():.6f}] {result.line()}")
-    return lambda result: _say(out, result.line())
+    said: list[str | None] = [None]  # what the server saw, as last said
+
+    def stamp() -> str:  # as ping -D: the wall-clock time first
+        return f"[{time.time():.6f}] " if config.verbose else ""
+
+    def line(result: ProbeResult) -> None:
+        if config.reflect and result.seen is not None and result.seen != said[0]:
+            said[0] = result.seen
+            _say(out, stamp() + result.seen)
+        _say(out, stamp() + result.line())
+
+    return line
 
 
 def _stamped(result: ProbeResult) -> dict[str, object]:

@@ -10,7 +10,11 @@ bytes that starts with its sequence number and its send time, checked byte for b
 - Stream, a connection per probe (new_connection): each probe resolves the name (when a name is
   given), connects, does the TLS handshake, echoes and closes, and reports each phase.
 - UDP: one datagram per probe, never resent; answers are matched by sequence number, so lost,
-  duplicated, reordered, corrupted and late answers are told apart.
+  duplicated, reordered, corrupted and late answers are told apart (datagrams.py).
+
+A stream connection may start with a greeting, read before its first probe: the lines of a
+server's --banner (banner_lines), and the answer of a --reflect server to AIOECHO-REFLECT
+(reflect), which says what the server saw and which instance it is (ping --reflect, --spread).
 """
 
 from __future__ import annotations
@@ -21,32 +25,49 @@ import dataclasses
 import ipaddress
 import socket
 import ssl
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, Final, cast
 
 from ..addresses import format_address
 from ..client.config import ClientConfig
-from ..errors import ConnectError, ResolveError, describe_os_error
+from ..errors import ResolveError, describe_os_error
+from ..reflection import MAGIC, ReflectionError, instance_name, read_reflection
 from ..tls import client_context, describe_tls_error
 from .config import PING_HEADER as HEADER
+from .datagrams import UdpProber
+from .probes import Emit, mark, payload, perf_ns, timetable, until
 from .stats import ProbeResult
 
 __all__ = ["ping"]
 
-_perf_ns = time.perf_counter_ns
-_BODY: Final = bytes(range(256)) * 256  # the rest of a payload, up to 64 KiB at a time
-REMEMBERED: Final = 65536  # UDP probes remembered, to classify late and duplicate answers
-
-Emit = Callable[[ProbeResult], None]
+MAX_GREETING: Final = 64 * 1024  # bytes of one greeting line, at most
+MAX_BANNER_LINES: Final = 100  # a banner's lines before a reflection, at most
 
 
-def payload(seq: int, size: int, sent_ns: int) -> bytes:
-    """Probe seq's bytes: its number, its send time, then a fixed pattern up to size."""
-    head = seq.to_bytes(8, "big") + (sent_ns & (2**64 - 1)).to_bytes(8, "big")
-    body = _BODY * (1 + (size - HEADER) // len(_BODY))
-    return head + body[: size - HEADER]
+@dataclasses.dataclass(frozen=True)
+class Greeting:
+    """What a connection's server says before the echo: banner lines, and a reflection."""
+
+    banner_lines: int = 0
+    reflect: bool = False
+
+    @property
+    def lines(self) -> int:
+        return self.banner_lines + self.reflect
+
+    def read(self, lines: list[bytes]) -> tuple[str | None, str | None]:
+        """(the instance that answered, what it saw) from the greeting's lines."""
+        banner = lines[0].decode("utf-8", "replace").strip() if len(lines) > self.reflect else None
+        if not self.reflect:
+            return banner, None
+        try:
+            seen = read_reflection(lines[-1])
+        except ReflectionError as err:
+            raise GreetingError(str(err)) from None
+        backend = instance_name(seen)
+        client = seen["client"]
+        return backend, f"seen as {client} by {backend}"
 
 
 async def ping(
@@ -58,6 +79,8 @@ async def ping(
     new_connection: bool = False,
     stop: asyncio.Event | None = None,
     tos: int = 0,
+    reflect: bool = False,
+    banner_lines: int = 0,
 ) -> AsyncIterator[ProbeResult]:
     """Probe target; yield each probe's result as it ends, and each extra answer (duplicates,
     late ones). count=0 probes until the consumer stops iterating, or until stop is set: then
@@ -65,15 +88,20 @@ async def ping(
     ends. A probe waits target.timeout seconds for its answer; a UDP run that lost some waits
     one timeout more for late answers. Raises ResolveError or ConnectError only when UDP
     cannot start (a stream probe that cannot connect is a result: refused, timeout, error).
-    tos: the IP TOS byte (IPv6: traffic class) the probes carry; 0 leaves the system's."""
+    tos: the IP TOS byte (IPv6: traffic class) the probes carry; 0 leaves the system's.
+    banner_lines: lines the server sends on connect (--banner), read before the probes;
+    reflect: ask each connection what the server saw (server --reflect): each result carries
+    the instance that answered (`backend`), and a connection's first one what it saw (`seen`).
+    Without reflect, the first banner line names the instance."""
     if size < HEADER:
         raise ValueError(f"size must be at least {HEADER} bytes")
     results: asyncio.Queue[ProbeResult | None] = asyncio.Queue()
-    prober: _UdpProber | _StreamProber
+    prober: UdpProber | _StreamProber
     if target.udp:
-        prober = _UdpProber(target, size, results.put_nowait, tos)
+        prober = UdpProber(target, size, results.put_nowait, tos)
     else:
-        prober = _StreamProber(target, size, results.put_nowait, new_connection, tos)
+        greeting = Greeting(banner_lines, reflect)
+        prober = _StreamProber(target, size, results.put_nowait, new_connection, tos, greeting)
     task = asyncio.ensure_future(prober.run(count, interval, stop or asyncio.Event()))
     task.add_done_callback(lambda _: results.put_nowait(None))
     try:
@@ -84,46 +112,6 @@ async def ping(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-def mark(sock: Any, tos: int) -> None:
-    """Set the TOS byte (IPv6: the traffic class) of what sock sends; 0 leaves the system's."""
-    if not tos or sock is None:
-        return
-    if sock.family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, tos)
-    elif sock.family == socket.AF_INET:
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
-
-
-async def _timetable(count: int, interval: float, stop: asyncio.Event) -> AsyncIterator[int]:
-    """Sequence numbers from 1, each at its time: start + (seq - 1) x interval; none once stop
-    is set."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    seq = 1
-    while (not count or seq <= count) and not stop.is_set():
-        delay = start + (seq - 1) * interval - loop.time()
-        if delay > 0:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            if stop.is_set():
-                return
-        yield seq
-        seq += 1
-
-
-async def _until(stop: asyncio.Event, waiting: Awaitable[Any]) -> None:
-    """Wait for waiting, or until stop is set (waiting is then cancelled)."""
-    task = asyncio.ensure_future(waiting)
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for pending in (task, stopped):
-            pending.cancel()
-        if task.done() and not task.cancelled():
-            task.exception()  # a wait_for's timeout: retrieved, so never logged
 
 
 def _failure(err: BaseException, host: str) -> tuple[str, str | None]:
@@ -138,6 +126,8 @@ def _failure(err: BaseException, host: str) -> tuple[str, str | None]:
         return "error", str(ResolveError(host, err))
     if isinstance(err, ssl.SSLError):
         return "error", describe_tls_error(err)
+    if isinstance(err, GreetingError):
+        return "error", str(err)
     return "error", describe_os_error(err)
 
 
@@ -145,11 +135,28 @@ class _EchoProbes(asyncio.Protocol):
     """Probes on one stream connection: matches the echo, in order, to the probes in flight."""
 
     def __init__(
-        self, size: int, timeout: float, emit: Emit, peer: str, *, events: bool = False
+        self,
+        size: int,
+        timeout: float,
+        emit: Emit,
+        peer: str,
+        *,
+        events: bool = False,
+        greeting: int = 0,
+        reflect: bool = False,
     ) -> None:
         self.size = size
+        self.reflect = reflect  # the greeting ends with a reflection
+        # lines the server sends before the echo (--banner-lines, and --reflect's answer)
+        self.wanted_lines = greeting
+        self.lines: list[bytes] = []
+        self.greeted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not greeting:
+            self.greeted.set_result(None)
+        self.backend: str | None = None  # which instance answered (--spread)
+        self.seen: str | None = None  # what it saw (--reflect), for this connection's first probe
         self.events = events  # say how the peer ended the connection (an extra result)
-        self.last_active = _perf_ns()  # the last probe sent or answered
+        self.last_active = perf_ns()  # the last probe sent or answered
         self.timeout = timeout
         self.emit = emit
         self.peer = peer
@@ -169,7 +176,7 @@ class _EchoProbes(asyncio.Protocol):
         if self._lost is not None:  # gone between its opening and this probe
             self.emit(ProbeResult(seq, self._lost, self.size, peer=self.peer))
             return
-        sent = self.last_active = _perf_ns()
+        sent = self.last_active = perf_ns()
         data = payload(seq, self.size, sent)
         self.inflight.append((seq, sent, data))
         self._timers[seq] = asyncio.get_running_loop().call_later(self.timeout, self._expire, seq)
@@ -177,8 +184,10 @@ class _EchoProbes(asyncio.Protocol):
             self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
-        now = self.last_active = _perf_ns()
+        now = self.last_active = perf_ns()
         self.buffer += data
+        if self.wanted_lines and not self._greeting():
+            return
         while len(self.buffer) >= self.size and self.inflight:
             echo = bytes(self.buffer[: self.size])
             del self.buffer[: self.size]
@@ -188,18 +197,59 @@ class _EchoProbes(asyncio.Protocol):
                 self.emit(ProbeResult(seq, "mismatch", self.size, peer=self.peer))
                 self._break("mismatch")
                 return
-            self.emit(ProbeResult(seq, "ok", self.size, rtt_us=(now - sent) / 1000, peer=self.peer))
+            self.emit(
+                ProbeResult(
+                    seq, "ok", self.size, rtt_us=(now - sent) / 1000, peer=self.peer,
+                    backend=self.backend, seen=self.seen,
+                )
+            )  # fmt: skip
+            self.seen = None  # said once per connection
         if self.buffer and not self.inflight:
             self._break("mismatch")  # bytes nobody sent: the stream cannot be trusted
         self._check_idle()
+
+    def _greeting(self) -> bool:
+        """Take the greeting's lines off the front of the stream; True once all are in. With a
+        reflection asked for, the lines before it are a banner's, however many (a server with
+        --banner, not said with --banner-lines), up to MAX_BANNER_LINES."""
+        while self.wanted_lines:
+            end = self.buffer.find(b"\n", 0, MAX_GREETING)
+            if end < 0:
+                if len(self.buffer) >= MAX_GREETING:  # no line: not a greeting at all
+                    self._fail_greeting(f"no line within {MAX_GREETING} bytes")
+                return False
+            line = bytes(self.buffer[: end + 1])
+            del self.buffer[: end + 1]
+            self.lines.append(line)
+            if line == MAGIC[:-2] + b"\n" or line == MAGIC:
+                self._fail_greeting("the server echoed AIOECHO-REFLECT back: it has no --reflect")
+                return False
+            if self.reflect and self.wanted_lines == 1 and not line.startswith(b"{"):
+                if len(self.lines) > MAX_BANNER_LINES:
+                    self._fail_greeting(f"no reflection within {MAX_BANNER_LINES} lines")
+                    return False
+                continue  # a banner's line: the reflection is still to come
+            self.wanted_lines -= 1
+        if not self.greeted.done():
+            self.greeted.set_result(None)
+        return True
+
+    def _fail_greeting(self, why: str) -> None:
+        if not self.greeted.done():
+            self.greeted.set_exception(GreetingError(why))
+        self.broken = True  # ours to end: no event
+        self.transport.abort()
 
     def eof_received(self) -> bool:
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.greeted.done():
+            self.greeted.set_exception(exc or ConnectionResetError("closed before its greeting"))
+            self.greeted.exception()  # retrieved: the opener reports it
         self._lost = "reset" if exc is not None else "closed"
         if self.events and not self.broken:  # the peer's doing (or the path's), not ours
-            idle = None if self.inflight else (_perf_ns() - self.last_active) / 1e9
+            idle = None if self.inflight else (perf_ns() - self.last_active) / 1e9
             self.emit(
                 ProbeResult(0, self._lost, self.size, peer=self.peer, extra=True, idle_s=idle)
             )
@@ -242,27 +292,38 @@ class _EchoProbes(asyncio.Protocol):
             await self.idle
 
 
+class GreetingError(ConnectionError):
+    """The server's greeting (banner lines, reflection) did not come as expected."""
+
+
 class _StreamProber:
     def __init__(
-        self, target: ClientConfig, size: int, emit: Emit, new_connection: bool, tos: int = 0
+        self,
+        target: ClientConfig,
+        size: int,
+        emit: Emit,
+        new_connection: bool,
+        tos: int = 0,
+        greeting: Greeting | None = None,
     ) -> None:
         self.target = target
         self.size = size
         self.emit = emit
         self.new_connection = new_connection
         self.tos = tos
+        self.greeting = greeting or Greeting()
         self.context = client_context(target.cafile, target.insecure) if target.tls else None
 
     async def run(self, count: int, interval: float, stop: asyncio.Event) -> None:
         if self.new_connection:
             probes: dict[asyncio.Future[None], int] = {}  # in flight: their seq
             try:
-                async for seq in _timetable(count, interval, stop):
+                async for seq in timetable(count, interval, stop):
                     probe = asyncio.ensure_future(self._probe_alone(seq))
                     probes[probe] = seq
                     probe.add_done_callback(lambda done: probes.pop(done, None))
                 if probes:
-                    await _until(stop, asyncio.gather(*probes))
+                    await until(stop, asyncio.gather(*probes))
                 for seq in sorted(probes.values()):  # stopped: in flight, never answered
                     self.emit(ProbeResult(seq, "unanswered", self.size))
             finally:
@@ -272,7 +333,7 @@ class _StreamProber:
         conn: _EchoProbes | None = None
         opened = False  # a connection was open before: opening another is a reconnect
         try:
-            async for seq in _timetable(count, interval, stop):
+            async for seq in timetable(count, interval, stop):
                 if conn is None or conn.broken:
                     conn = None
                     try:
@@ -291,7 +352,7 @@ class _StreamProber:
                     opened = True
                 conn.send(seq)
             if conn is not None:
-                await _until(stop, conn.drain())
+                await until(stop, conn.drain())
                 if conn.inflight:  # stopped: in flight, never answered
                     conn.unanswered()
         finally:
@@ -335,10 +396,10 @@ class _StreamProber:
         if target.unix is not None:
             family, address, peer = socket.AF_UNIX, target.unix, target.unix
         else:
-            started = _perf_ns()
+            started = perf_ns()
             infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
             if not _is_address(target.host):
-                phases["resolve_us"] = (_perf_ns() - started) / 1000
+                phases["resolve_us"] = (perf_ns() - started) / 1000
             family, _, _, _, address = infos[0]  # re-resolved for every new connection
             peer = format_address(address)
         # proto TCP named so that asyncio sets TCP_NODELAY (it checks sock.proto)
@@ -347,11 +408,15 @@ class _StreamProber:
         mark(sock, self.tos)
         try:
             sock.setblocking(False)
-            started = _perf_ns()
+            started = perf_ns()
             await loop.sock_connect(sock, address)
-            phases["connect_us"] = (_perf_ns() - started) / 1000
-            probes = _EchoProbes(self.size, target.timeout, emit, peer, events=events)
-            started = _perf_ns()
+            phases["connect_us"] = (perf_ns() - started) / 1000
+            greeting = self.greeting
+            probes = _EchoProbes(
+                self.size, target.timeout, emit, peer, events=events, greeting=greeting.lines,
+                reflect=greeting.reflect,
+            )  # fmt: skip
+            started = perf_ns()
             hostname = target.host if self.context is not None else None
             if family == socket.AF_UNIX:
                 await loop.create_unix_connection(
@@ -365,7 +430,16 @@ class _StreamProber:
             sock.close()
             raise
         if self.context is not None:
-            phases["tls_us"] = (_perf_ns() - started) / 1000
+            phases["tls_us"] = (perf_ns() - started) / 1000
+        if greeting.lines:
+            if greeting.reflect:
+                probes.transport.write(MAGIC)
+            try:
+                await probes.greeted
+            except BaseException:
+                probes.transport.abort()
+                raise
+            probes.backend, probes.seen = greeting.read(probes.lines)
         return probes, phases
 
 
@@ -375,112 +449,3 @@ def _is_address(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-class _UdpProber(asyncio.DatagramProtocol):
-    """One datagram per probe; answers matched by the sequence number they carry."""
-
-    def __init__(self, target: ClientConfig, size: int, emit: Emit, tos: int = 0) -> None:
-        self.target = target
-        self.size = size
-        self.emit = emit
-        self.tos = tos
-        self.sent: dict[int, tuple[int, bytes]] = {}  # seq -> (sent ns, payload), the latest
-        self.pending: dict[int, asyncio.TimerHandle] = {}  # probes awaiting their answer
-        self.timed_out: set[int] = set()  # probes that may still get a late answer
-        self.highest = 0  # the highest sequence number answered so far
-        self.peer = ""
-        self.settled: asyncio.Future[None] | None = None
-        self.stragglers: asyncio.Future[None] | None = None  # resolved when none is owed
-
-    async def run(self, count: int, interval: float, stop: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
-        where = self.target.where
-        try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: self, remote_addr=(self.target.host, self.target.port)
-            )
-        except socket.gaierror as err:
-            raise ResolveError(self.target.host, err) from None
-        except OSError as err:
-            raise ConnectError(where, describe_os_error(err)) from None
-        self.peer = format_address(transport.get_extra_info("peername"), udp=True)
-        mark(transport.get_extra_info("socket"), self.tos)
-        try:
-            async for seq in _timetable(count, interval, stop):
-                sent = _perf_ns()
-                data = payload(seq, self.size, sent)
-                self.sent[seq] = (sent, data)
-                self.sent.pop(seq - REMEMBERED, None)
-                self.timed_out.discard(seq - REMEMBERED)
-                self.pending[seq] = loop.call_later(self.target.timeout, self._expire, seq)
-                try:
-                    transport.sendto(data)
-                except OSError as err:
-                    self._end(seq, "error", describe_os_error(err))
-            if self.pending:
-                self.settled = loop.create_future()
-                await _until(stop, self.settled)
-            for seq in sorted(self.pending):  # stopped: in flight, never answered
-                self._end(seq, "unanswered")
-            if self.timed_out and not stop.is_set():
-                # one timeout more for late answers: the last probes' are the likeliest
-                self.stragglers = loop.create_future()
-                await _until(stop, asyncio.wait_for(self.stragglers, self.target.timeout))
-        finally:
-            for timer in self.pending.values():
-                timer.cancel()
-            transport.close()
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        now = _perf_ns()
-        seq = int.from_bytes(data[:8], "big") if len(data) >= HEADER else 0
-        entry = self.sent.get(seq)
-        if entry is None or data != entry[1]:
-            if entry is not None and seq in self.pending:
-                self._end(seq, "corrupted")
-            else:
-                self.emit(ProbeResult(seq, "corrupted", len(data), peer=self.peer, extra=True))
-            return
-        rtt = (now - entry[0]) / 1000
-        if seq in self.pending:
-            self.pending.pop(seq).cancel()
-            status = "reordered" if seq < self.highest else "ok"
-            self.highest = max(self.highest, seq)
-            self.emit(ProbeResult(seq, status, self.size, rtt_us=rtt, peer=self.peer))
-            self._check_settled()
-        elif seq in self.timed_out:
-            self.timed_out.discard(seq)
-            self.emit(ProbeResult(seq, "late", self.size, rtt_us=rtt, peer=self.peer, extra=True))
-            if not self.timed_out and self.stragglers is not None and not self.stragglers.done():
-                self.stragglers.set_result(None)
-        else:
-            self.emit(
-                ProbeResult(seq, "duplicate", self.size, rtt_us=rtt, peer=self.peer, extra=True)
-            )
-
-    def error_received(self, exc: Exception) -> None:
-        # An ICMP error (port unreachable) names no datagram: it ends the oldest probe waiting.
-        if self.pending:
-            seq = min(self.pending)
-            if isinstance(exc, ConnectionRefusedError):
-                self._end(seq, "refused")
-            else:
-                self._end(seq, "error", describe_os_error(exc))
-
-    def _expire(self, seq: int) -> None:
-        self.pending.pop(seq, None)
-        self.timed_out.add(seq)
-        self.emit(ProbeResult(seq, "timeout", self.size, peer=self.peer))
-        self._check_settled()
-
-    def _end(self, seq: int, status: str, detail: str | None = None) -> None:
-        timer = self.pending.pop(seq, None)
-        if timer is not None:
-            timer.cancel()
-        self.emit(ProbeResult(seq, status, self.size, peer=self.peer, detail=detail))
-        self._check_settled()
-
-    def _check_settled(self) -> None:
-        if not self.pending and self.settled is not None and not self.settled.done():
-            self.settled.set_result(None)

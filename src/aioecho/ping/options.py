@@ -118,6 +118,26 @@ def add_parser(commands: Any) -> Parser:
         help="the IP TOS byte (IPv6: traffic class) of the probes, as a number or a DSCP name: "
         "184 or ef (expedited), 0x20 or cs1 (the default: the system's)",
     )
+    ping.add_argument(
+        "--reflect",
+        action="store_true",
+        help="ask each connection what the server saw (a server with --reflect): the address "
+        "it saw us as and its instance, once per connection, and in the summary when it changed",
+    )
+    ping.add_argument(
+        "--spread",
+        action="store_true",
+        help="with --new-connection: which instance answered each probe, tallied at the end "
+        "(behind a balancer); read from the reflection, or the banner line with --banner-lines",
+    )
+    ping.add_argument(
+        "--banner-lines",
+        type=checked(lambda text: parse_count(text, minimum=0)),
+        default=0,
+        metavar="N",
+        help="the server greets each connection with N lines (server --banner): read them "
+        "before the probes (default 0)",
+    )
     report_options(
         ping,
         [("json", "a JSON object per probe and event, then the summary's"),
@@ -148,4 +168,7 @@ def ping_config(args: argparse.Namespace) -> PingConfig:
         tos=args.tos,
         max_loss=args.max_loss,
         quiet=args.quiet,
+        reflect=args.reflect,
+        spread=args.spread,
+        banner_lines=args.banner_lines,
     )

@@ -6,7 +6,9 @@ keeps running sums and a LatencyHistogram, not every RTT, so a ping may run for 
 
 from __future__ import annotations
 
+import collections
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Final
@@ -37,6 +39,7 @@ LOST: Final = ("timeout", "refused", "reset", "closed", "error", "unanswered")
 # (FIN) or "reset", with idle_s when no probe was in flight; and "reconnected", with connect_us.
 EVENTS: Final = ("closed", "reset", "reconnected")
 LATE_SHOWN: Final = 10  # late answers the summary names, with their RTT
+_SEEN_PORT: Final = re.compile(r":\d+ by")  # 'seen as 10.0.0.1:51234 by host pid 42'
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class ProbeResult:
     detail: str | None = None  # why, for status "error"
     extra: bool = False
     idle_s: float | None = None  # a connection event: seconds since the last probe activity
+    backend: str | None = None  # the instance that answered (--spread, --reflect)
+    seen: str | None = None  # what it saw: a connection's first probe (--reflect)
 
     @property
     def is_event(self) -> bool:
@@ -76,9 +81,10 @@ class ProbeResult:
             )
             late = " late" if self.status == "late" else ""
             note = {"reordered": " (reordered)", "duplicate": " (DUP!)"}.get(self.status, "")
+            backend = f" from {self.backend}" if self.backend is not None else ""
             return (
                 f"{self.size} bytes from {self.peer}: {seq}{late}{phases} "
-                f"rtt={_ms(self.rtt_us or 0.0)} ms{note}"
+                f"rtt={_ms(self.rtt_us or 0.0)} ms{backend}{note}"
             )
         return f"{seq} {self.status}" + (f": {self.detail}" if self.detail else "")
 
@@ -144,6 +150,12 @@ class PingSummary:
         self._jitter_count = 0
         self._last_rtt: float | None = None
         self.phases = {name: PhaseStats() for name in ("resolve", "connect", "tls")}
+        # --spread, --reflect: which instance answered, and what the server saw
+        self.backends: collections.Counter[str] = collections.Counter()
+        self.same_backend = 0  # answered by the same instance as the answer before
+        self._last_backend: str | None = None
+        self.seen: str | None = None  # the last connection's reflection
+        self.seen_changes = 0  # how often it differed from the one before (NAT, backend)
 
     def add(self, result: ProbeResult) -> None:
         status = result.status
@@ -178,10 +190,24 @@ class PingSummary:
             self.received += 1
             self.reordered += status == "reordered"
             self._add_rtt(result.rtt_us or 0.0)
+            self._add_backend(result)
         elif status in WRONG:
             self.wrong += 1
         else:
             self.lost += 1
+
+    def _add_backend(self, result: ProbeResult) -> None:
+        if result.backend is not None:
+            self.backends[result.backend] += 1
+            self.same_backend += result.backend == self._last_backend
+            self._last_backend = result.backend
+        if result.seen is not None:
+            # a new connection's port is new each time: the address and the instance count
+            if self.seen is not None and _SEEN_PORT.sub(" by", result.seen) != _SEEN_PORT.sub(
+                " by", self.seen
+            ):
+                self.seen_changes += 1
+            self.seen = result.seen
 
     def _add_rtt(self, us: float) -> None:
         self._rtt_ns.record(round(us * 1000))
@@ -242,9 +268,15 @@ class PingSummary:
             if stats.count
             for figure, value in (("min", stats.min), ("avg", stats.avg), ("max", stats.max))
         }
+        spread = {}
+        if self.backends:
+            spread = {"backends": dict(self.backends), "same_backend": self.same_backend}
+        if self.seen is not None:
+            spread.update(seen=self.seen, seen_changes=self.seen_changes)
         return {
             "type": "summary",
             **counts,
+            **spread,
             "wrong": self.wrong_answers,
             "loss_pct": round(self.loss_pct, 3),
             "time_ms": round(self.seconds * 1000),
@@ -284,6 +316,19 @@ class PingSummary:
             if stats.count:
                 figures = "/".join(_ms(v) for v in (stats.min, stats.avg, stats.max))
                 lines.append(f"{name} min/avg/max = {figures} ms")
+        if self.backends:
+            total = sum(self.backends.values())
+            tally = ", ".join(
+                f"{name} {count} ({100 * count / total:.0f}%)"
+                for name, count in self.backends.most_common()
+            )
+            lines.append(f"answered by: {tally}")
+            if total > 1:
+                same = 100 * self.same_backend / (total - 1)
+                lines.append(f"same backend as the previous probe: {same:.0f}%")
+        if self.seen is not None:
+            changed = f" (changed {plural(self.seen_changes, 'time')})" if self.seen_changes else ""
+            lines.append(f"last {self.seen}{changed}")
         return lines
 
     def failure(self, max_loss_pct: float) -> str | None:

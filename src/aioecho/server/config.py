@@ -166,6 +166,7 @@ class ServerConfig:
     faults: FaultConfig = FaultConfig()  # misbehaviour on demand (faults.py)
     fds: tuple[int, ...] = ()  # inherited listening sockets to serve instead of opening any
     banner: str | None = None  # a line sent on connect: {hostname} {pid} {worker} {port}
+    reflect: bool = False  # answer AIOECHO-REFLECT with what the server saw (reflect.py)
     proxy_protocol: bool = False  # every connection starts with a PROXY protocol header
     metrics: tuple[str, int] | None = None  # where to serve /metrics, /healthz and /readyz
 
@@ -219,6 +220,8 @@ class ServerConfig:
             raise ConfigError("--banner does not go with --trace or the stream fault options")
         if self.banner is not None:
             check_banner(self.banner)
+        if self.reflect and (self.trace or self.faults.datagram):
+            raise ConfigError("--reflect does not go with --trace or the UDP fault options")
 
 
 BANNER_FIELDS: Final = ("hostname", "pid", "worker", "port")

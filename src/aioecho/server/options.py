@@ -274,6 +274,13 @@ def add_parser(commands: Any) -> Parser:
         help="a line sent on connect, before any echo: {hostname}, {pid}, {worker} and {port} "
         "are filled in (default: none, a pure echo)",
     )
+    server.add_argument(
+        "--reflect",
+        action="store_true",
+        help="a connection or datagram that starts with the line AIOECHO-REFLECT 1 (CRLF) "
+        "gets a JSON line of what the server saw first (client address, PROXY header, TLS, "
+        "instance); everything else is the plain echo (ping --reflect, --spread)",
+    )
     fault_options(server)
     return cast(Parser, server)
 
@@ -309,6 +316,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         faults=fault_config(args),
         fds=fds,
         banner=getattr(args, "banner", None),
+        reflect=getattr(args, "reflect", False),
         proxy_protocol=getattr(args, "proxy_protocol", False),
         metrics=getattr(args, "metrics", None),
     )

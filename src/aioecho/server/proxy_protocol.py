@@ -27,9 +27,12 @@ class ClientAddressTransport:
     """The connection's transport, with the client's address (from the header) as its
     peername; everything else is the transport's own."""
 
-    def __init__(self, transport: asyncio.Transport, peername: tuple[str, int]) -> None:
+    def __init__(
+        self, transport: asyncio.Transport, peername: tuple[str, int], header: Any = None
+    ) -> None:
         self._transport = transport
         self._peername = peername
+        self._header = header  # the PROXY header (proxyheader.ProxyHeader), for --reflect
 
     def write(self, data: bytes) -> None:  # the hot path: no __getattr__ on the way
         self._transport.write(data)
@@ -37,6 +40,8 @@ class ClientAddressTransport:
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername":
             return self._peername
+        if name == "proxy_header":
+            return self._header
         return self._transport.get_extra_info(name, default)
 
     def __getattr__(self, name: str) -> Any:
@@ -113,8 +118,9 @@ class ProxyHeaderProtocol(asyncio.Protocol, Linked):
             # TLS comes next: the handshake needs the real transport, and passes the address
             # on to the echo itself (tls.TLSAcceptProtocol)
             inner.client_address = source
+            setattr(inner, "proxy_header", header)  # noqa: B010  (TLS's, like client_address)
         elif source is not None:
-            seen = cast(asyncio.Transport, ClientAddressTransport(self.transport, source))
+            seen = cast(asyncio.Transport, ClientAddressTransport(self.transport, source, header))
         inner.connection_made(seen)
         self.transport.set_protocol(inner)
         if rest and not self.transport.is_closing():

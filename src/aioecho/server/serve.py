@@ -21,6 +21,7 @@ from .listeners import announce, open_sockets, remove_unix_socket
 from .protocol import BannerEchoServerProtocol, EchoServerProtocol, banner_text
 from .proxy_protocol import ProxyHeaderProtocol
 from .ratelimit import UdpPolicy
+from .reflect import ReflectingDatagramProtocol, Reflections, ReflectProtocol
 from .registry import Admission, Connections, Listener
 from .stats import StatsSnapshot
 from .tls import HandshakeFailures, ServerContext, TLSAcceptProtocol
@@ -62,6 +63,7 @@ class Server:
         self._closing: asyncio.Future[int] | None = None
         self._unready = False  # unready(): /readyz 503 before close()
         self.tls_context: ServerContext | None = None  # --tls-cert's, for reload_tls()
+        self.reflections: Reflections | None = None  # --reflect's
         self.unix_path = config.unix if unix_inode is not None else None
         self.addresses: list[tuple[str, int]] = [
             cast(tuple[str, int], sock.getsockname()[:2])
@@ -134,6 +136,7 @@ class Server:
             tcp,
             datagrams_echoed=sum(p.echoed for p in self._datagram_protocols),
             datagrams_dropped=sum(p.dropped for p in self._datagram_protocols),
+            reflections=self.reflections.count if self.reflections is not None else None,
             **faults,
         )
 
@@ -223,6 +226,10 @@ async def serve(
         _main_log.log(NOTICE, "faults: %s", config.faults.describe(plan.seed))
         if config.faults.datagram:
             datagram_protocol = functools.partial(FaultyDatagramProtocol, plan=plan)
+    reflections = None
+    if config.reflect:
+        reflections = Reflections(worker)
+        datagram_protocol = functools.partial(ReflectingDatagramProtocol, reflections=reflections)
     tls_failures = HandshakeFailures()
     tls_context = None
     if config.tls_cert is not None and config.tls_key is not None:
@@ -245,6 +252,8 @@ async def serve(
             factory = connection(admission)
         elif plan is not None and config.faults.stream:
             factory = functools.partial(FaultyEchoProtocol, plan=plan, connections=admission)
+        if reflections is not None:  # in front of the echo, behind TLS and the PROXY header
+            factory = functools.partial(ReflectProtocol, factory, reflections)
         if tls_context is not None:
             factory = functools.partial(
                 TLSAcceptProtocol,
@@ -291,6 +300,7 @@ async def serve(
     server = Server(
         config, listeners, datagrams, connections, unix_inode, tls_failures, fault_counts
     )
+    server.reflections = reflections
     server.tls_context = tls_context
     return server
 

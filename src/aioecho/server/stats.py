@@ -34,6 +34,7 @@ class StatsSnapshot:
     fault_drops: int | None = None  # UDP --drop
     fault_duplicates: int | None = None  # UDP --duplicate
     fault_corruptions: int | None = None  # UDP --corrupt
+    reflections: int | None = None  # --reflect: connections and datagrams answered
 
     def line(self) -> str:
         """'accepted=3 active=1 refused=0 ...': one log line, every counter (the fault ones only

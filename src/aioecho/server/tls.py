@@ -127,6 +127,7 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         self._peer: object = None  # the peer's address, read while the transport is open
         # the client's address when a PROXY protocol header gave it (balancer.py)
         self.client_address: tuple[str, int] | None = None
+        self.proxy_header: object = None  # and the header itself (--reflect shows it)
         self.idle_mark = -1
         self.idle_since = 0.0
         self._plain: asyncio.Transport  # set in connection_made
@@ -185,7 +186,10 @@ class TLSAcceptProtocol(asyncio.Protocol, Linked):
         if self.client_address is not None:
             from .proxy_protocol import ClientAddressTransport
 
-            seen = cast(asyncio.Transport, ClientAddressTransport(secure, self.client_address))
+            seen = cast(
+                asyncio.Transport,
+                ClientAddressTransport(secure, self.client_address, self.proxy_header),
+            )
         inner.connection_made(seen)
         secure.set_protocol(inner)
         for data in self._early:
