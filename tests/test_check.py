@@ -98,9 +98,11 @@ def test_tls_and_unix_targets(tmp_path: Path, tmp_path_factory: pytest.TempPathF
             tmp_path, "--port", str(tls.port), "--tls", "--cafile", str(certs.ca), *QUICK
         )
         assert status == 0
-        assert verdicts(report) == {**dict.fromkeys(TCP, "OK"), "half-close": "SKIPPED"}
+        assert verdicts(report) == {
+            **dict.fromkeys(TCP, "OK"), "half-close": "SKIPPED", "tls": "OK"
+        }  # fmt: skip
         assert "close_notify" in detail(report, "half-close")
-        assert out.splitlines()[0] == f"CHECK localhost port {tls.port} (TCP, TLS): 10 cases"
+        assert out.splitlines()[0] == f"CHECK localhost port {tls.port} (TCP, TLS): 11 cases"
         status, report, _ = check(tmp_path, "--unix", str(path), *QUICK)
         assert (status, verdicts(report)) == (0, dict.fromkeys(TCP, "OK"))
 
@@ -236,7 +238,7 @@ def test_a_server_that_is_not_there_fails_every_case_quickly(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--only", "bsaic"], "unknown case 'bsaic': the cases are basic, binary"),
+        (["--only", "bsaic"], "unknown case 'bsaic': the cases are basic, tls, binary"),
         (["--only", "idle-probe"], "--only idle-probe: that case needs --idle-probe"),
         (["--only", "udp-basic"], "--only udp-basic: that case needs --udp"),
         (["--only", "basic", "--skip", "basic"], "--only and --skip leave no case to run"),

@@ -203,7 +203,7 @@ def test_bench_merge_is_in_the_help_and_the_completion() -> None:
     assert "aioecho bench merge FILE" in run_cli("--help").stdout.decode()
     script = run_cli("completion", "bash").stdout.decode()
     assert "(merge)" in script
-    assert "_only_choices=(basic binary" in script.replace("___", "_")
+    assert "_only_choices=(basic tls binary" in script.replace("___", "_")
 
 
 def test_bench_prints_what_it_measured_on_ctrl_c() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+from collections.abc import Sequence
 from typing import Any, Final, cast
 
 from .errors import TLSSetupError, describe_os_error
@@ -33,10 +34,16 @@ def _readable(path: str, what: str, pem_label: str) -> None:
         raise TLSSetupError(f"TLS {what} {path} holds no PEM {pem_label.lower()} (BEGIN line)")
 
 
-def server_context(cert: str, key: str) -> ssl.SSLContext:
-    """TLS 1.2 or newer with the standard library's defaults, serving cert (PEM) with key."""
+def server_context(
+    cert: str, key: str, client_ca: str | None = None, alpn: Sequence[str] = ()
+) -> ssl.SSLContext:
+    """TLS 1.2 or newer with the standard library's defaults, serving cert (PEM) with key;
+    client_ca: require a client certificate signed by one of these (mutual TLS); alpn: the
+    protocols offered, in order of preference."""
     _readable(cert, "certificate", "CERTIFICATE")
     _readable(key, "key", "PRIVATE KEY")
+    if client_ca is not None:
+        _readable(client_ca, "client CA file", "CERTIFICATE")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
@@ -47,6 +54,14 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
         reason = (err.reason or str(err)).lower().replace("_", " ")
         raise TLSSetupError(f"cannot load TLS certificate {cert} and key {key}: {reason}") from None
     context.sni_callback = _keep_sni
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except ssl.SSLError as err:
+            raise TLSSetupError(f"cannot load TLS client CA file {client_ca}: {err}") from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
     return context
 
 
@@ -56,8 +71,15 @@ def _keep_sni(tls: Any, name: str | None, context: ssl.SSLContext) -> None:
     tls.aioecho_sni = name
 
 
-def client_context(cafile: str | None = None, insecure: bool = False) -> ssl.SSLContext:
-    """Verifying by default (system CAs, or cafile); insecure skips every check."""
+def client_context(
+    cafile: str | None = None,
+    insecure: bool = False,
+    alpn: Sequence[str] = (),
+    cert: str | None = None,
+    key: str | None = None,
+) -> ssl.SSLContext:
+    """Verifying by default (system CAs, or cafile); insecure skips every check; alpn: the
+    protocols asked for; cert and key: a client certificate (mutual TLS)."""
     if cafile is not None:
         _readable(cafile, "CA file", "CERTIFICATE")
     try:
@@ -68,6 +90,15 @@ def client_context(cafile: str | None = None, insecure: bool = False) -> ssl.SSL
     if insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    if cert is not None:
+        _readable(cert, "client certificate", "CERTIFICATE")
+        try:
+            context.load_cert_chain(cert, key)
+        except ssl.SSLError as err:
+            reason = (err.reason or str(err)).lower().replace("_", " ")
+            raise TLSSetupError(f"cannot load client certificate {cert}: {reason}") from None
     return context
 
 
@@ -97,9 +128,9 @@ class ResumingContext(ssl.SSLContext):
             self.session = session
 
 
-def resuming_context(cafile: str | None = None, insecure: bool = False) -> ResumingContext:
-    """client_context(), resuming sessions."""
-    context = client_context(cafile, insecure)
+def resuming_context(**options: Any) -> ResumingContext:
+    """client_context(**options), resuming sessions."""
+    context = client_context(**options)
     # ssl.create_default_context() has no class argument; ResumingContext adds only methods
     # and a class attribute (no new instance layout), so the instance can take it as its class.
     context.__class__ = ResumingContext

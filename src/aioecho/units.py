@@ -229,6 +229,15 @@ def parse_target(text: str) -> tuple[str, int]:
     return host, parse_port(port)
 
 
+def parse_alpn(text: str) -> tuple[str, ...]:
+    """'h2,http/1.1': ALPN protocol names, by preference (each 1 to 255 ASCII bytes)."""
+    names = tuple(name.strip() for name in text.split(","))
+    for name in names:
+        if not name or len(name.encode("ascii", "replace")) > 255 or not name.isascii():
+            raise ConfigError(f"invalid ALPN protocol list {text!r}: use names such as h2,http/1.1")
+    return names
+
+
 def plural(count: int, noun: str) -> str:
     """'1 connection', '2 connections', '0 probes'."""
     return f"{count} {noun}{'s' if count != 1 else ''}"

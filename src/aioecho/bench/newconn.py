@@ -78,9 +78,9 @@ class _Run:
         target = config.target
         self.context: ssl.SSLContext | None = None
         if config.tls_resume:
-            self.context = resuming_context(target.cafile, target.insecure)
+            self.context = resuming_context(**target.tls_options())
         elif target.tls:
-            self.context = client_context(target.cafile, target.insecure)
+            self.context = client_context(**target.tls_options())
         self.resumed = 0
         self.payload = (bytes(range(256)) * (config.size // 256 + 1))[: config.size]
 
@@ -135,7 +135,7 @@ class _Run:
                 connected = _perf_ns()
                 if self.context is not None:
                     transport = await loop.start_tls(
-                        transport, protocol, self.context, server_hostname=target.host
+                        transport, protocol, self.context, server_hostname=target.server_name
                     )
                 handshaken = _perf_ns()
                 phase = "echo"

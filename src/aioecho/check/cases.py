@@ -13,6 +13,7 @@ from typing import Final
 from ..errors import describe_os_error
 from .config import CheckConfig
 from .datagrams import _udp_basic, _udp_burst, _udp_idle_probe, _udp_sizes
+from .far import _path, _tls
 from .peers import FLOOD_TIME, PROBE_ROUNDS, SLOWEST, CaseFailed, Cut, Target, format_size_text
 from .report import CaseResult, Verdict
 from .streams import (
@@ -34,6 +35,7 @@ __all__ = ["CASES", "idle_wait", "run_case", "time_limit"]
 
 CASES: Final[dict[str, Case]] = {
     "basic": _basic,
+    "tls": _tls,
     "binary": _binary,
     "fragmented": _fragmented,
     "large": _large,
@@ -43,6 +45,7 @@ CASES: Final[dict[str, Case]] = {
     "reset": _reset,
     "slow-reader": _slow_reader,
     "idle": _idle,
+    "path": _path,
     "idle-probe": _tcp_idle_probe,
     "udp-basic": _udp_basic,
     "udp-sizes": _udp_sizes,

@@ -85,6 +85,12 @@ def add_parser(commands: Any) -> Parser:
          ("html", "the report as one self-contained HTML page")],
     )  # fmt: skip
     check.add_argument(
+        "--reflect",
+        action="store_true",
+        help="also the path case: what a server with --reflect saw (addresses translated, a "
+        "PROXY header, TLS ended on the way)",
+    )
+    check.add_argument(
         "--idle-probe",
         type=checked(parse_seconds),
         metavar="MAX_SECONDS",
@@ -140,7 +146,16 @@ def check_config(args: argparse.Namespace) -> CheckConfig:
     tcp = args.tcp or not args.udp
     return CheckConfig(
         target=target(args),
-        cases=tuple(select_cases(tcp, args.udp, only, skip, args.idle_probe is not None)),
+        cases=tuple(
+            select_cases(
+                tcp,
+                args.udp,
+                only,
+                skip,
+                args.idle_probe is not None,
+                asked=[case for case, on in (("tls", args.tls), ("path", args.reflect)) if on],
+            )
+        ),
         udp=args.udp,
         idle=args.idle,
         idle_probe=args.idle_probe,

@@ -275,7 +275,7 @@ class Target:
         self.client: ClientConfig = config.target
         self.timeout = config.target.timeout
         t = config.target
-        self.context = client_context(t.cafile, t.insecure) if t.tls else None
+        self.context = client_context(**t.tls_options()) if t.tls else None
         self.udp_tries = 8  # tries of a UDP datagram before it counts as lost (udp-idle-probe)
         self.peers: list[Peer] = []  # every connection opened, for a cut case's figures
         self.deadline = math.inf  # loop time at which the case is cut (run_case)
@@ -293,7 +293,7 @@ class Target:
         t = self.client
         opening: Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
         if t.unix is not None:
-            hostname = t.host if self.context is not None else None
+            hostname = t.server_name if self.context is not None else None
             opening = asyncio.open_unix_connection(
                 t.unix, ssl=self.context, server_hostname=hostname, limit=4 * CHUNK
             )
@@ -302,7 +302,7 @@ class Target:
         else:
             opening = asyncio.open_connection(
                 self.connect_host, t.port, ssl=self.context, limit=4 * CHUNK,
-                family=self.family, server_hostname=t.host,
+                family=self.family, server_hostname=t.server_name,
             )  # fmt: skip
         try:
             reader, writer = await asyncio.wait_for(opening, self.timeout)

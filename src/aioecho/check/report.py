@@ -33,6 +33,7 @@ class Verdict(str, enum.Enum):
 # fails on `basic` rather than on something subtle)
 TCP_CASES: Final = {
     "basic": "the seed's three-part message comes back in order",
+    "tls": "with --tls: what the handshake agreed; the certificate's names and days left",
     "binary": "every byte value, CR/LF runs and NULs come back unchanged",
     "fragmented": "one-byte writes, and one large write read back in any chunking",
     "large": "a bulk transfer read back while writing, SHA-256 compared",
@@ -42,6 +43,7 @@ TCP_CASES: Final = {
     "reset": "a connection reset mid-stream; the server still serves",
     "slow-reader": "a peer that does not read does not hold up another peer",
     "idle": "an idle connection still echoes",
+    "path": "what a --reflect server saw: addresses translated, PROXY header, TLS ended",
     "idle-probe": "how long the path keeps an idle connection (with --idle-probe)",
 }
 UDP_CASES: Final = {
@@ -51,11 +53,19 @@ UDP_CASES: Final = {
     "udp-idle-probe": "how long the path keeps a UDP flow between datagrams (with --idle-probe)",
 }
 PROBES: Final = ("idle-probe", "udp-idle-probe")  # run only with --idle-probe
+# run only when what they look at is asked for: the case -> the option that asks
+ASKED: Final = {"tls": "--tls", "path": "--reflect"}
 
 
 def select_cases(
-    tcp: bool, udp: bool, only: Sequence[str], skip: Sequence[str], idle_probe: bool
+    tcp: bool,
+    udp: bool,
+    only: Sequence[str],
+    skip: Sequence[str],
+    idle_probe: bool,
+    asked: Sequence[str] = (),
 ) -> list[str]:
+    """asked: the ASKED cases whose option was given ("tls", "path")."""
     """The cases to run, in their order; a name neither list knows is a ConfigError."""
     known = [*TCP_CASES, *UDP_CASES]
     for name in (*only, *skip):
@@ -67,12 +77,15 @@ def select_cases(
         if (tcp if name in TCP_CASES else udp)
         and (name in only or not only)
         and (name not in PROBES or idle_probe)
+        and (name not in ASKED or name in asked)
         and name not in skip
     ]
     for name in only:
         if name not in chosen and name not in skip:
             transport = "--udp" if name in UDP_CASES else "TCP (--tcp)"
             needs = "--idle-probe" if name in PROBES and not idle_probe else transport
+            if name in ASKED and name not in asked:
+                needs = ASKED[name]
             raise ConfigError(f"--only {name}: that case needs {needs}")
     if not chosen:
         raise ConfigError("--only and --skip leave no case to run")

@@ -21,6 +21,7 @@ from .protocol import (
     StreamClientProtocol,
     describe_mismatch,
     echo_messages,
+    mutual_tls_hint,
     stream_stdio,
 )
 from .trace import TracingEchoClientProtocol, TracingStreamClientProtocol
@@ -49,7 +50,7 @@ async def run_client(
         seed = TracingEchoClientProtocol if trace else EchoClientProtocol
         got = await echo_messages(list(messages), config, logging.INFO, seed)
         if got != sent:
-            raise EchoError(describe_mismatch(sent, got))
+            raise EchoError(mutual_tls_hint(describe_mismatch(sent, got), config))
     _main_log.info("closing event loop")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from ..addresses import DEFAULT_HOST, DEFAULT_PORT, host_port
 from ..errors import ConfigError
@@ -22,6 +23,10 @@ class ClientConfig:
     tls: bool = False  # speak TLS, verifying the server unless insecure
     cafile: str | None = None  # PEM CA certificates to verify the server with
     insecure: bool = False  # TLS without any verification
+    alpn: tuple[str, ...] = ()  # ALPN protocols to ask for, by preference
+    sni: str | None = None  # the server name to send and verify (default: host)
+    cert: str | None = None  # a client certificate (mutual TLS), PEM
+    key: str | None = None  # its key, if not in the same file
     udp: bool = False  # each message is one datagram
     retries: int = 3  # UDP: sends of a datagram after the first before giving up
     timeout: float = 10.0  # seconds: bounds the connect and any silence while echo is owed
@@ -34,8 +39,28 @@ class ClientConfig:
             raise ConfigError("--udp does not go with --tls or --unix")
         if (self.cafile is not None or self.insecure) and not self.tls:
             raise ConfigError("--cafile and --insecure need --tls")
+        extras = self.alpn or self.sni is not None or self.cert is not None or self.key is not None
+        if extras and not self.tls:
+            raise ConfigError("--alpn, --sni, --cert and --key need --tls")
+        if self.key is not None and self.cert is None:
+            raise ConfigError("--key goes with --cert")
         if self.retries < 0:
             raise ConfigError("--retries must be zero or more")
+
+    @property
+    def server_name(self) -> str:
+        """The name sent in the handshake (SNI) and checked against the certificate."""
+        return self.sni if self.sni is not None else self.host
+
+    def tls_options(self) -> dict[str, Any]:
+        """tls.client_context()'s arguments."""
+        return {
+            "cafile": self.cafile,
+            "insecure": self.insecure,
+            "alpn": self.alpn,
+            "cert": self.cert,
+            "key": self.key,
+        }
 
     @property
     def where(self) -> str:

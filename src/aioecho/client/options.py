@@ -9,7 +9,7 @@ from typing import Any, cast
 from ..addresses import DEFAULT_HOST
 from ..errors import ConfigError
 from ..options import Given, Parser, checked, common_options, given, trace_option
-from ..units import parse_seconds
+from ..units import parse_alpn, parse_seconds
 from .config import ClientConfig
 
 __all__ = ["add_parser", "client_config", "target", "target_options"]
@@ -49,6 +49,18 @@ def target_options(
         "--insecure", action="store_true", help="TLS without verifying the server at all"
     )
     parser.add_argument(
+        "--alpn",
+        type=checked(parse_alpn),
+        default=(),
+        metavar="PROTOCOLS",
+        help="TLS: ALPN protocols to ask for, by preference: h2,http/1.1",
+    )
+    parser.add_argument(
+        "--sni", metavar="NAME", help="TLS: the server name to send and verify (default: --host)"
+    )
+    parser.add_argument("--cert", metavar="CERT", help="TLS: a client certificate (PEM)")
+    parser.add_argument("--key", metavar="KEY", help="TLS: --cert's key, if not in its file")
+    parser.add_argument(
         "--timeout",
         type=checked(parse_seconds),
         default=timeout_default,
@@ -72,6 +84,10 @@ def target(args: argparse.Namespace, **more: Any) -> ClientConfig:
         tls=args.tls,
         cafile=args.cafile,
         insecure=args.insecure,
+        alpn=args.alpn,
+        sni=args.sni,
+        cert=args.cert,
+        key=args.key,
         timeout=args.timeout,
         **more,
     )

@@ -170,19 +170,30 @@ async def connect(factory: Callable[[], _P], config: ClientConfig) -> tuple[asyn
     """A stream connection as config says: TCP (trying each address of the host in turn, with
     happy eyeballs where the loop offers it), TLS, or a Unix socket."""
     loop = asyncio.get_running_loop()
-    context = client_context(config.cafile, config.insecure) if config.tls else None
+    context = client_context(**config.tls_options()) if config.tls else None
     connection: Awaitable[tuple[asyncio.Transport, _P]]
     if config.unix is not None:
-        hostname = config.host if context is not None else None
+        hostname = config.server_name if context is not None else None
         connection = loop.create_unix_connection(
             factory, config.unix, ssl=context, server_hostname=hostname
         )
     elif isinstance(loop, asyncio.BaseEventLoop):  # uvloop has no happy_eyeballs_delay
         connection = loop.create_connection(
-            factory, config.host, config.port, ssl=context, happy_eyeballs_delay=0.25
+            factory,
+            config.host,
+            config.port,
+            ssl=context,
+            server_hostname=config.server_name if context is not None else None,
+            happy_eyeballs_delay=0.25,
         )
     else:
-        connection = loop.create_connection(factory, config.host, config.port, ssl=context)
+        connection = loop.create_connection(
+            factory,
+            config.host,
+            config.port,
+            ssl=context,
+            server_hostname=config.server_name if context is not None else None,
+        )
     try:
         transport, protocol = await asyncio.wait_for(connection, config.timeout)
     except asyncio.TimeoutError:
@@ -235,6 +246,15 @@ def _is_reset(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionResetError | BrokenPipeError) or (
         isinstance(exc, OSError) and exc.errno == errno.ENOTCONN
     )
+
+
+def mutual_tls_hint(message: str, config: ClientConfig) -> str:
+    """A TLS 1.3 server that requires a client certificate finishes the handshake, then closes
+    at the first data without one (the alert reaches asyncio as a plain close, on both loops):
+    said so when that is what a closed-without-echo TLS connection may be."""
+    if config.tls and config.cert is None and "closed the connection without echoing" in message:
+        return f"{message}: a server that requires a client certificate does this (--cert)"
+    return message
 
 
 def _cut_short(how: str, got: int, sent: int) -> str:

@@ -312,7 +312,7 @@ class _StreamProber:
         self.new_connection = new_connection
         self.tos = tos
         self.greeting = greeting or Greeting()
-        self.context = client_context(target.cafile, target.insecure) if target.tls else None
+        self.context = client_context(**target.tls_options()) if target.tls else None
 
     async def run(self, count: int, interval: float, stop: asyncio.Event) -> None:
         if self.new_connection:
@@ -417,7 +417,7 @@ class _StreamProber:
                 reflect=greeting.reflect,
             )  # fmt: skip
             started = perf_ns()
-            hostname = target.host if self.context is not None else None
+            hostname = target.server_name if self.context is not None else None
             if family == socket.AF_UNIX:
                 await loop.create_unix_connection(
                     lambda: probes, sock=sock, ssl=self.context, server_hostname=hostname

@@ -152,6 +152,8 @@ class ServerConfig:
     udp_rate: float = 200.0  # datagrams a second echoed per source address (burst the same)
     tls_cert: str | None = None  # PEM certificate chain: serve TLS over TCP
     tls_key: str | None = None  # PEM private key for tls_cert
+    tls_client_ca: str | None = None  # require client certificates signed by these (mTLS)
+    alpn: tuple[str, ...] = ()  # ALPN protocols offered, in order of preference
     tls_handshake_timeout: float = 10.0  # seconds a peer gets to finish the TLS handshake
     max_buffer: int = DEFAULT_MAX_BUFFER  # bytes of pending echo before reading pauses
     drain_timeout: float = 5.0  # seconds open connections get to finish on shutdown
@@ -178,6 +180,8 @@ class ServerConfig:
             raise ConfigError("nothing to serve: choose --tcp, --udp or both")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("TLS needs both --tls-cert and --tls-key")
+        if (self.tls_client_ca is not None or self.alpn) and self.tls_cert is None:
+            raise ConfigError("--tls-client-ca and --alpn go with --tls-cert and --tls-key")
         if self.tls_cert is not None and not self.tcp:
             raise ConfigError("TLS is served over TCP only: add --tcp or drop --tls-cert")
         if self.trace and (self.faults.stream or self.faults.datagram):

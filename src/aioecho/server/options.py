@@ -12,6 +12,7 @@ from ..logs import LOG_FORMATS
 from ..options import Parser, checked, common_options, given, trace_option
 from ..units import (
     format_size,
+    parse_alpn,
     parse_byte_rate,
     parse_count,
     parse_mode,
@@ -170,6 +171,18 @@ def listen_options(parser: argparse.ArgumentParser, *, echo: bool = True) -> Non
     parser.add_argument("--tls-cert", metavar="CERT", help="PEM certificate chain: serve TLS")
     parser.add_argument("--tls-key", metavar="KEY", help="PEM private key of --tls-cert")
     parser.add_argument(
+        "--tls-client-ca",
+        metavar="CA",
+        help="mutual TLS: require a client certificate signed by one of these (PEM)",
+    )
+    parser.add_argument(
+        "--alpn",
+        type=checked(parse_alpn),
+        default=(),
+        metavar="PROTOCOLS",
+        help="ALPN protocols to offer, by preference: h2,http/1.1 (default: none)",
+    )
+    parser.add_argument(
         "--tls-handshake-timeout",
         type=checked(parse_seconds),
         default=_SERVER.tls_handshake_timeout,
@@ -304,6 +317,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         udp_rate=args.udp_rate,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        alpn=args.alpn,
         tls_handshake_timeout=args.tls_handshake_timeout,
         drain_timeout=args.drain_timeout,
         drain_delay=args.drain_delay,

@@ -233,7 +233,9 @@ async def serve(
     tls_failures = HandshakeFailures()
     tls_context = None
     if config.tls_cert is not None and config.tls_key is not None:
-        tls_context = ServerContext(config.tls_cert, config.tls_key)
+        tls_context = ServerContext(
+            config.tls_cert, config.tls_key, config.tls_client_ca, config.alpn
+        )
 
     def stream_protocol(admission: Admission) -> Callable[[], asyncio.Protocol]:
         """The protocol factory of one kind of listener, its connections joining admission."""

@@ -33,15 +33,17 @@ class ServerContext:
     """The server's TLS context, which a reload replaces for the handshakes that follow; the
     connections open keep the one they were made with."""
 
-    def __init__(self, cert: str, key: str) -> None:
-        self.cert, self.key = cert, key
-        self.context = server_context(cert, key)
+    def __init__(
+        self, cert: str, key: str, client_ca: str | None = None, alpn: tuple[str, ...] = ()
+    ) -> None:
+        self.cert, self.key, self.client_ca, self.alpn = cert, key, client_ca, alpn
+        self.context = server_context(cert, key, client_ca, alpn)
 
     def reload(self) -> bool:
         """Load --tls-cert and --tls-key again (SIGUSR2); a file that does not load is one
         error line, and the context in use stays. True if the new one is in use."""
         try:
-            context = server_context(self.cert, self.key)
+            context = server_context(self.cert, self.key, self.client_ca, self.alpn)
         except TLSSetupError as err:
             _main_log.error("TLS certificate not reloaded, the one in use stays: %s", err)
             return False

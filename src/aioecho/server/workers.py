@@ -77,7 +77,8 @@ async def supervise(
     notifier = Notifier.from_environment()  # before the workers start: theirs is not the main pid
     reuse_port = hasattr(socket, "SO_REUSEPORT") and config.unix is None and inherited is None
     if config.tls_cert is not None and config.tls_key is not None:
-        server_context(config.tls_cert, config.tls_key)  # fail here, not in every worker
+        # fail here, not in every worker
+        server_context(config.tls_cert, config.tls_key, config.tls_client_ca, config.alpn)
     if inherited is not None:
         _log.info("starting up with %d workers", count)
         sockets, unix_inode = inherited, None
