@@ -302,8 +302,13 @@ def test_new_connection_times_each_phase_over_tls(tmp_path: Any) -> None:
             assert probe["resolve_us"] > 0 and probe["connect_us"] > 0 and probe["tls_us"] > 0
         assert summary["tls_min_us"] <= summary["tls_avg_us"] <= summary["tls_max_us"]
         by_address = run_cli("ping", "--host", "127.0.0.1", *common[:-1])
-        first = by_address.stdout.decode().splitlines()[1]
+        said, first = by_address.stdout.decode().splitlines()[1:3]
         assert " connect=" in first and " tls=" in first and "resolve=" not in first, first
+        # the TLS line, once: what was agreed and what the certificate says
+        assert said.startswith("TLS TLSv1.3 TLS_"), said
+        assert "certificate for DNS:localhost, IP Address:127.0.0.1, IP Address:0:0" in said
+        assert said.endswith(" days)"), said
+        assert by_address.stdout.decode().count("\nTLS ") == 1
         assert server.stop() == 0
 
 

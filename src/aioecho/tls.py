@@ -4,8 +4,12 @@ none), and TLS errors in words. The server's own handshake protocol is server/tl
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
+import os
 import re
 import ssl
+import tempfile
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
@@ -150,3 +154,66 @@ def describe_tls_error(err: BaseException) -> str:
         # something else and closed) this way, without the TLS layer's reason
         return "the peer closed the connection during the handshake"
     return describe_os_error(err)
+
+
+def decode_certificate(der: bytes | None) -> dict[str, Any]:
+    """A DER certificate as getpeercert() shows a verified one (the standard library decodes
+    only from a file: its test helper, used here; {} where it is missing)."""
+    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
+    if der is None or decode is None:
+        return {}
+    handle, path = tempfile.mkstemp(suffix=".pem")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(ssl.DER_cert_to_PEM_cert(der))
+        with contextlib.suppress(ssl.SSLError, ValueError):
+            decoded: dict[str, Any] = decode(path)
+            return decoded
+        return {}
+    finally:
+        os.unlink(path)
+
+
+def certificate_figures(cert: dict[str, Any]) -> dict[str, Any]:
+    """A certificate (as getpeercert() shows it) in figures: its names (subjectAltName), subject,
+    issuer, not-after date and the days left (days_ago once expired)."""
+    if not cert:
+        return {}
+    names = [f"{kind}:{value}" for kind, value in cert.get("subjectAltName", ())]
+    issuer = dict(x[0] for x in cert.get("issuer", ()))
+    subject = dict(x[0] for x in cert.get("subject", ()))
+    figures: dict[str, Any] = {
+        "names": names,
+        "subject": subject.get("commonName") or subject.get("organizationName"),
+        "issuer": issuer.get("commonName") or issuer.get("organizationName"),
+    }
+    if "notAfter" in cert:
+        expires = datetime.datetime.fromtimestamp(
+            ssl.cert_time_to_seconds(cert["notAfter"]), datetime.timezone.utc
+        )
+        now = datetime.datetime.now(datetime.timezone.utc)
+        figures["not_after"] = expires.strftime("%Y-%m-%d %H:%M UTC")
+        figures["days_left"] = (expires - now).days
+        if expires < now:
+            figures["days_ago"] = (now - expires).days
+    return figures
+
+
+def describe_session(tls: Any) -> str:
+    """'TLSv1.3 TLS_AES_256_GCM_SHA384, ALPN h2; certificate for DNS:localhost by X, valid
+    until 2027-12-03 10:00 UTC (365 days)': a connection's TLS, for ping --tls. (The key
+    exchange group is not said: Python's ssl module does not tell it before 3.14.)"""
+    text = f"{tls.version()} {(tls.cipher() or ('?',))[0]}"
+    alpn = tls.selected_alpn_protocol()
+    if alpn:
+        text += f", ALPN {alpn}"
+    cert = tls.getpeercert() or decode_certificate(tls.getpeercert(binary_form=True))
+    figures = certificate_figures(cert)
+    if figures:
+        names = ", ".join(figures["names"]) or str(figures["subject"])
+        text += f"; certificate for {names} by {figures['issuer']}"
+        if "not_after" in figures:
+            text += f", valid until {figures['not_after']} ({figures['days_left']} days)"
+        if not tls.getpeercert():
+            text += ", not verified (--insecure)"
+    return text

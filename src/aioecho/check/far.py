@@ -6,14 +6,11 @@ date or the names; NON-STRICT when it expires within EXPIRY_WARNING days) and `p
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime
-import os
 import ssl
-import tempfile
 from typing import Any, Final
 
 from ..reflection import MAGIC, ReflectionError, instance_name, read_reflection
+from ..tls import certificate_figures, decode_certificate
 from .peers import CaseFailed, Target, non_strict, ok, skipped
 from .report import CaseResult
 
@@ -34,12 +31,14 @@ async def _tls(target: Target) -> CaseResult:
         raise CaseFailed(_why(err, cert, t.server_name), kind="certificate", figures=cert) from None
     try:
         tls = writer.get_extra_info("ssl_object")
-        cert = tls.getpeercert() or _decode(tls.getpeercert(binary_form=True))  # --insecure: {}
+        cert = tls.getpeercert() or decode_certificate(
+            tls.getpeercert(binary_form=True)
+        )  # --insecure: {}
         figures = {
             "version": tls.version(),
             "cipher": (tls.cipher() or ("",))[0],
             "alpn": tls.selected_alpn_protocol(),
-            **_certificate_figures(cert),
+            **certificate_figures(cert),
         }
     finally:
         writer.close()
@@ -128,52 +127,11 @@ async def _unverified_certificate(target: Target) -> dict[str, Any]:
     except (OSError, asyncio.TimeoutError):
         return {}
     try:
-        return _certificate_figures(
-            _decode(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
+        return certificate_figures(
+            decode_certificate(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
         )
     finally:
         writer.close()
-
-
-def _decode(der: bytes | None) -> dict[str, Any]:
-    """A DER certificate as getpeercert() shows a verified one (the standard library decodes
-    only from a file: its test helper, used here; {} where it is missing)."""
-    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
-    if der is None or decode is None:
-        return {}
-    handle, path = tempfile.mkstemp(suffix=".pem")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(ssl.DER_cert_to_PEM_cert(der))
-        with contextlib.suppress(ssl.SSLError, ValueError):
-            decoded: dict[str, Any] = decode(path)
-            return decoded
-        return {}
-    finally:
-        os.unlink(path)
-
-
-def _certificate_figures(cert: dict[str, Any]) -> dict[str, Any]:
-    if not cert:
-        return {}
-    names = [f"{kind}:{value}" for kind, value in cert.get("subjectAltName", ())]
-    issuer = dict(x[0] for x in cert.get("issuer", ()))
-    subject = dict(x[0] for x in cert.get("subject", ()))
-    figures: dict[str, Any] = {
-        "names": names,
-        "subject": subject.get("commonName") or subject.get("organizationName"),
-        "issuer": issuer.get("commonName") or issuer.get("organizationName"),
-    }
-    if "notAfter" in cert:
-        expires = datetime.datetime.fromtimestamp(
-            ssl.cert_time_to_seconds(cert["notAfter"]), datetime.timezone.utc
-        )
-        now = datetime.datetime.now(datetime.timezone.utc)
-        figures["not_after"] = expires.strftime("%Y-%m-%d %H:%M UTC")
-        figures["days_left"] = (expires - now).days
-        if expires < now:
-            figures["days_ago"] = (now - expires).days
-    return figures
 
 
 def _why(err: ssl.SSLCertVerificationError, cert: dict[str, Any], name: str) -> str:

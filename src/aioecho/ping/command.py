@@ -130,7 +130,12 @@ def _printer(config: PingConfig, form: str, out: TextIO) -> Callable[[ProbeResul
     def stamp() -> str:  # as ping -D: the wall-clock time first
         return f"[{time.time():.6f}] " if config.verbose else ""
 
+    tls: list[str | None] = [None]  # the TLS line, as last said
+
     def line(result: ProbeResult) -> None:
+        if result.tls is not None and result.tls != tls[0]:  # the first, and any change
+            tls[0] = result.tls
+            _say(out, stamp() + f"TLS {result.tls}")
         if config.reflect and result.seen is not None and result.seen != said[0]:
             said[0] = result.seen
             _say(out, stamp() + result.seen)

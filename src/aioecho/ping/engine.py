@@ -33,7 +33,7 @@ from ..addresses import format_address
 from ..client.config import ClientConfig
 from ..errors import ResolveError, describe_os_error
 from ..reflection import MAGIC, ReflectionError, instance_name, read_reflection
-from ..tls import client_context, describe_tls_error
+from ..tls import client_context, describe_session, describe_tls_error
 from .config import PING_HEADER as HEADER
 from .datagrams import UdpProber
 from .probes import Emit, mark, payload, perf_ns, timetable, until
@@ -153,6 +153,7 @@ class _EchoProbes(asyncio.Protocol):
         self.greeted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not greeting:
             self.greeted.set_result(None)
+        self.tls: str | None = None  # the connection's TLS, for its first probe
         self.backend: str | None = None  # which instance answered (--spread)
         self.seen: str | None = None  # what it saw (--reflect), for this connection's first probe
         self.events = events  # say how the peer ended the connection (an extra result)
@@ -200,10 +201,10 @@ class _EchoProbes(asyncio.Protocol):
             self.emit(
                 ProbeResult(
                     seq, "ok", self.size, rtt_us=(now - sent) / 1000, peer=self.peer,
-                    backend=self.backend, seen=self.seen,
+                    backend=self.backend, seen=self.seen, tls=self.tls,
                 )
             )  # fmt: skip
-            self.seen = None  # said once per connection
+            self.seen = self.tls = None  # said once per connection
         if self.buffer and not self.inflight:
             self._break("mismatch")  # bytes nobody sent: the stream cannot be trusted
         self._check_idle()
@@ -431,6 +432,7 @@ class _StreamProber:
             raise
         if self.context is not None:
             phases["tls_us"] = (perf_ns() - started) / 1000
+            probes.tls = describe_session(probes.transport.get_extra_info("ssl_object"))
         if greeting.lines:
             if greeting.reflect:
                 probes.transport.write(MAGIC)

@@ -59,6 +59,7 @@ class ProbeResult:
     idle_s: float | None = None  # a connection event: seconds since the last probe activity
     backend: str | None = None  # the instance that answered (--spread, --reflect)
     seen: str | None = None  # what it saw: a connection's first probe (--reflect)
+    tls: str | None = None  # the connection's TLS (version, cipher, certificate): its first probe
 
     @property
     def is_event(self) -> bool:
