@@ -320,6 +320,18 @@ class Target:
             raise CaseFailed(
                 str(ConnectError(t.where, reason)), kind=f"connect: {reason}"
             ) from None
+        for _ in range(t.banner_lines):  # the server's greeting (--banner-lines): not echo
+            try:
+                line = await asyncio.wait_for(reader.readline(), self.timeout)
+            except (asyncio.TimeoutError, ValueError):
+                writer.transport.abort()
+                raise CaseFailed(
+                    f"no banner line within {self.timeout:g}s (--banner-lines {t.banner_lines})",
+                    kind="banner",
+                ) from None
+            if not line.endswith(b"\n"):
+                writer.transport.abort()
+                raise CaseFailed("closed during the banner (--banner-lines)", kind="closed")
         peer = Peer(reader, writer, self.timeout, self.deadline)
         self.saw(writer.get_extra_info("sockname"), writer.get_extra_info("peername"))
         self.peers.append(peer)

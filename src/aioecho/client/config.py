@@ -27,6 +27,7 @@ class ClientConfig:
     sni: str | None = None  # the server name to send and verify (default: host)
     cert: str | None = None  # a client certificate (mutual TLS), PEM
     key: str | None = None  # its key, if not in the same file
+    banner_lines: int = 0  # lines the server greets each connection with (--banner): not echo
     udp: bool = False  # each message is one datagram
     retries: int = 3  # UDP: sends of a datagram after the first before giving up
     timeout: float = 10.0  # seconds: bounds the connect and any silence while echo is owed
@@ -44,6 +45,10 @@ class ClientConfig:
             raise ConfigError("--alpn, --sni, --cert and --key need --tls")
         if self.key is not None and self.cert is None:
             raise ConfigError("--key goes with --cert")
+        if not 0 <= self.banner_lines <= 100:
+            raise ConfigError("--banner-lines must be 0 to 100")
+        if self.banner_lines and self.udp:
+            raise ConfigError("--banner-lines is for streams: a UDP server does not greet")
         if self.retries < 0:
             raise ConfigError("--retries must be zero or more")
 

@@ -9,7 +9,7 @@ from typing import Any, cast
 from ..addresses import DEFAULT_HOST
 from ..errors import ConfigError
 from ..options import Given, Parser, checked, common_options, given, trace_option
-from ..units import parse_alpn, parse_seconds
+from ..units import parse_alpn, parse_count, parse_seconds
 from .config import ClientConfig
 
 __all__ = ["add_parser", "client_config", "target", "target_options"]
@@ -61,6 +61,14 @@ def target_options(
     parser.add_argument("--cert", metavar="CERT", help="TLS: a client certificate (PEM)")
     parser.add_argument("--key", metavar="KEY", help="TLS: --cert's key, if not in its file")
     parser.add_argument(
+        "--banner-lines",
+        type=checked(lambda text: parse_count(text, minimum=0)),
+        default=0,
+        metavar="N",
+        help="the server greets each connection with N lines (server --banner): read and "
+        "dropped before the echo (default 0)",
+    )
+    parser.add_argument(
         "--timeout",
         type=checked(parse_seconds),
         default=timeout_default,
@@ -88,6 +96,7 @@ def target(args: argparse.Namespace, **more: Any) -> ClientConfig:
         sni=args.sni,
         cert=args.cert,
         key=args.key,
+        banner_lines=args.banner_lines,
         timeout=args.timeout,
         **more,
     )

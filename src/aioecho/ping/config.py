@@ -18,7 +18,6 @@ MIN_PING_INTERVAL: Final = 0.001  # seconds
 MAX_PING_SIZE: Final = 16 * 1024**2  # stream; UDP: MAX_UDP_PAYLOAD
 PING_HEADER: Final = 16  # a probe's sequence number and send time
 MAX_PING_IN_FLIGHT: Final = 256 * 1024**2  # bytes of probes awaiting their answer, at most
-MAX_BANNER_LINES: Final = 100
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +38,6 @@ class PingConfig:
     tos: int = 0  # the IP TOS byte (IPv6: traffic class) of the probes; 0: the system's
     reflect: bool = False  # ask each connection what the server saw (server --reflect)
     spread: bool = False  # tally which instance answered each probe (--new-connection)
-    banner_lines: int = 0  # lines the server greets with (--banner), read before the probes
     json_file: str | None = None  # also write the JSON lines here
     csv_file: str | None = None  # also write the CSV rows here
 
@@ -70,10 +68,8 @@ class PingConfig:
             raise ConfigError("--tos marks IP packets: it does not go with --unix")
         if not 0 <= self.max_loss <= 100:
             raise ConfigError("--max-loss must be 0 to 100 (percent)")
-        if not 0 <= self.banner_lines <= MAX_BANNER_LINES:
-            raise ConfigError(f"--banner-lines must be 0 to {MAX_BANNER_LINES}")
-        if (self.reflect or self.spread or self.banner_lines) and self.target.udp:
-            raise ConfigError("--reflect, --spread and --banner-lines are for streams so far")
+        if (self.reflect or self.spread) and self.target.udp:
+            raise ConfigError("--reflect and --spread are for streams so far")
         if self.spread and not self.new_connection:
             raise ConfigError(
                 "--spread tallies which instance answered each connection: add --new-connection"
@@ -84,3 +80,8 @@ class PingConfig:
         """Each connection asks what the server saw: --reflect, or --spread with no banner to
         name the instance."""
         return self.reflect or (self.spread and not self.banner_lines)
+
+    @property
+    def banner_lines(self) -> int:
+        """Lines the server greets with (the target's --banner-lines), read before the probes."""
+        return self.target.banner_lines

@@ -130,14 +130,6 @@ def add_parser(commands: Any) -> Parser:
         help="with --new-connection: which instance answered each probe, tallied at the end "
         "(behind a balancer); read from the reflection, or the banner line with --banner-lines",
     )
-    ping.add_argument(
-        "--banner-lines",
-        type=checked(lambda text: parse_count(text, minimum=0)),
-        default=0,
-        metavar="N",
-        help="the server greets each connection with N lines (server --banner): read them "
-        "before the probes (default 0)",
-    )
     report_options(
         ping,
         [("json", "a JSON object per probe and event, then the summary's"),
@@ -170,5 +162,4 @@ def ping_config(args: argparse.Namespace) -> PingConfig:
         quiet=args.quiet,
         reflect=args.reflect,
         spread=args.spread,
-        banner_lines=args.banner_lines,
     )
