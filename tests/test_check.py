@@ -246,6 +246,9 @@ def test_a_server_that_is_not_there_fails_every_case_quickly(tmp_path: Path) -> 
         (["--large", "1"], "--large must be 1KiB to 4GiB"),
         (["--idle-probe", "0.5"], "--idle-probe must be 1 to 86400 seconds"),
         (["--json", "--junit"], "--json and --junit cannot both print on standard output"),
+        # -4 and -6 made argparse take "-1" for an option: "expected one argument"
+        (["--timeout", "-1"], "invalid duration '-1': must be zero or more seconds"),
+        (["--only", "path"], "--only path: that case needs --reflect"),
     ],
 )
 def test_usage_errors_are_one_line(args: list[str], message: str) -> None:

@@ -122,6 +122,9 @@ def add_parser(commands: Any) -> Parser:
                         help="IPv4 addresses only")  # fmt: skip
     family.add_argument("-6", dest="family", action="store_const", const=6,
                         help="IPv6 addresses only")  # fmt: skip
+    # -4 and -6 look like negative numbers, which makes argparse take every "-1" for an option
+    # ("expected one argument" for -i -1): they are matched exactly, a number stays a value
+    check._has_negative_number_optionals.clear()
     check.add_argument(
         "--all-addresses",
         action="store_true",

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import json
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -16,13 +18,13 @@ from typing import TextIO
 
 from .. import loops
 from ..client.config import warn_if_insecure
-from ..errors import AioechoError
+from ..errors import AioechoError, ResolveError
 from ..logs import LoopErrorLog
 from ..options import Invocation
 from ..output import report_file, writing_stdout
 from ..version import __version__
 from .config import PingConfig
-from .engine import ping
+from .engine import FAMILIES, ping
 from .options import add_parser, ping_config
 from .stats import PingSummary, ProbeResult
 
@@ -40,6 +42,10 @@ STOP_GRACE = 2.0  # seconds the probes get to end as unanswered after Ctrl-C
 class PingFailed(AioechoError):
     """Too many probes lost, a wrong answer, or no answer at all."""
 
+    def __init__(self, message: str, summary: PingSummary | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary  # the run's, already printed
+
 
 async def run_ping(config: PingConfig) -> PingSummary:
     """Ping until config.count probes have ended, or SIGINT/SIGTERM; print on stdout as
@@ -53,7 +59,52 @@ async def run_ping(config: PingConfig) -> PingSummary:
                 continue
             outs.append((form, stack.enter_context(report_file(f"--{form}-file", path))))
         with writing_stdout():
-            return await _ping(config, outs)
+            if not config.all_addresses:
+                return await _ping(config, outs)
+            return await _each_address(config, outs)
+
+
+async def _each_address(config: PingConfig, outs: list[tuple[str, TextIO]]) -> PingSummary:
+    """--all-addresses: the run for each address the host resolves to, in turn, then their
+    figures side by side; fails if any address's run fails (the others are still run)."""
+    target = config.target
+    try:
+        infos = await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(
+                target.host, target.port, family=FAMILIES[config.family],
+                type=socket.SOCK_DGRAM if target.udp else socket.SOCK_STREAM,
+            ),
+            target.timeout,
+        )  # fmt: skip
+    except (OSError, asyncio.TimeoutError) as err:
+        raise ResolveError(target.host, err) from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    runs: list[tuple[str, PingSummary | None, str | None]] = []
+    for address in addresses:
+        # the name is still what TLS sends and verifies
+        sni = target.sni if target.sni is not None or not target.tls else target.host
+        one = dataclasses.replace(config, target=dataclasses.replace(target, host=address, sni=sni))
+        try:
+            runs.append((address, await _ping(one, outs), None))
+        except PingFailed as err:
+            runs.append((address, err.summary, str(err)))
+    out = outs[0][1] if config.output == "text" else sys.stderr
+    _say(out, "")
+    many = f"{len(addresses)} address{'es' if len(addresses) != 1 else ''}"
+    _say(out, f"--- {target.host}: {many} side by side ---")
+    for address, summary, failure in runs:
+        assert summary is not None
+        f = summary.figures()
+        _say(
+            out,
+            f"{address}: {summary.sent} sent, {summary.received} received, "
+            f"{summary.loss_pct:.3g}% loss, rtt avg {f['avg_us'] / 1000:.3f} ms, "
+            f"p99 {f['p99_us'] / 1000:.3f} ms" + (f" ({failure})" if failure else ""),
+        )
+    failures = [f"{address}: {why}" for address, _, why in runs if why is not None]
+    if failures:
+        raise PingFailed("; ".join(failures))
+    return runs[-1][1]  # type: ignore[return-value]
 
 
 async def _ping(config: PingConfig, outs: list[tuple[str, TextIO]]) -> PingSummary:
@@ -84,6 +135,7 @@ async def _ping(config: PingConfig, outs: list[tuple[str, TextIO]]) -> PingSumma
             tos=config.tos,
             reflect=config.reflecting,
             banner_lines=config.banner_lines,
+            family=config.family,
         ):
             summary.add(result)
             for show in printers:
@@ -105,7 +157,7 @@ async def _ping(config: PingConfig, outs: list[tuple[str, TextIO]]) -> PingSumma
         _print_summary(config, form, summary, out, where, started_at, shown=index == 0)
     failure = summary.failure(config.max_loss)
     if failure is not None:
-        raise PingFailed(failure)
+        raise PingFailed(failure, summary)
     return summary
 
 

@@ -36,6 +36,8 @@ class PingConfig:
     quiet: bool = False  # text output: the summary only (ping -q)
     verbose: bool = False  # text output: each line starts with its wall-clock time (ping -D)
     tos: int = 0  # the IP TOS byte (IPv6: traffic class) of the probes; 0: the system's
+    family: int = 0  # 4 or 6: that address family only (-4, -6); 0: either
+    all_addresses: bool = False  # probe each address the host resolves to, in turn
     reflect: bool = False  # ask each connection what the server saw (server --reflect)
     spread: bool = False  # tally which instance answered each probe (--new-connection)
     json_file: str | None = None  # also write the JSON lines here
@@ -68,6 +70,12 @@ class PingConfig:
             raise ConfigError("--tos marks IP packets: it does not go with --unix")
         if not 0 <= self.max_loss <= 100:
             raise ConfigError("--max-loss must be 0 to 100 (percent)")
+        if self.family not in (0, 4, 6):
+            raise ConfigError("family must be 4, 6 or 0 (either)")
+        if (self.family or self.all_addresses) and self.target.unix is not None:
+            raise ConfigError("-4, -6 and --all-addresses are for a host, not --unix")
+        if self.all_addresses and not self.count:
+            raise ConfigError("--all-addresses probes each address in turn: give --count")
         if (self.reflect or self.spread) and self.target.udp:
             raise ConfigError("--reflect and --spread are for streams so far")
         if self.spread and not self.new_connection:

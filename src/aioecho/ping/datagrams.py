@@ -21,7 +21,15 @@ __all__ = ["UdpProber"]
 class UdpProber(asyncio.DatagramProtocol):
     """One datagram per probe; answers matched by the sequence number they carry."""
 
-    def __init__(self, target: ClientConfig, size: int, emit: Emit, tos: int = 0) -> None:
+    def __init__(
+        self,
+        target: ClientConfig,
+        size: int,
+        emit: Emit,
+        tos: int = 0,
+        family: int = socket.AF_UNSPEC,
+    ) -> None:
+        self.family = family
         self.target = target
         self.size = size
         self.emit = emit
@@ -39,7 +47,7 @@ class UdpProber(asyncio.DatagramProtocol):
         where = self.target.where
         try:
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: self, remote_addr=(self.target.host, self.target.port)
+                lambda: self, remote_addr=(self.target.host, self.target.port), family=self.family
             )
         except socket.gaierror as err:
             raise ResolveError(self.target.host, err) from None

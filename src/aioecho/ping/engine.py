@@ -39,7 +39,9 @@ from .datagrams import UdpProber
 from .probes import Emit, mark, payload, perf_ns, timetable, until
 from .stats import ProbeResult
 
-__all__ = ["ping"]
+__all__ = ["FAMILIES", "ping"]
+
+FAMILIES: Final = {0: socket.AF_UNSPEC, 4: socket.AF_INET, 6: socket.AF_INET6}
 
 MAX_GREETING: Final = 64 * 1024  # bytes of one greeting line, at most
 MAX_BANNER_LINES: Final = 100  # a banner's lines before a reflection, at most
@@ -81,6 +83,7 @@ async def ping(
     tos: int = 0,
     reflect: bool = False,
     banner_lines: int = 0,
+    family: int = 0,
 ) -> AsyncIterator[ProbeResult]:
     """Probe target; yield each probe's result as it ends, and each extra answer (duplicates,
     late ones). count=0 probes until the consumer stops iterating, or until stop is set: then
@@ -92,16 +95,19 @@ async def ping(
     banner_lines: lines the server sends on connect (--banner), read before the probes;
     reflect: ask each connection what the server saw (server --reflect): each result carries
     the instance that answered (`backend`), and a connection's first one what it saw (`seen`).
-    Without reflect, the first banner line names the instance."""
+    Without reflect, the first banner line names the instance. family: 4 or 6 keeps to that
+    address family (0: the resolver's first address)."""
     if size < HEADER:
         raise ValueError(f"size must be at least {HEADER} bytes")
     results: asyncio.Queue[ProbeResult | None] = asyncio.Queue()
     prober: UdpProber | _StreamProber
     if target.udp:
-        prober = UdpProber(target, size, results.put_nowait, tos)
+        prober = UdpProber(target, size, results.put_nowait, tos, FAMILIES[family])
     else:
         greeting = Greeting(banner_lines, reflect)
-        prober = _StreamProber(target, size, results.put_nowait, new_connection, tos, greeting)
+        prober = _StreamProber(
+            target, size, results.put_nowait, new_connection, tos, greeting, FAMILIES[family]
+        )
     task = asyncio.ensure_future(prober.run(count, interval, stop or asyncio.Event()))
     task.add_done_callback(lambda _: results.put_nowait(None))
     try:
@@ -306,7 +312,9 @@ class _StreamProber:
         new_connection: bool,
         tos: int = 0,
         greeting: Greeting | None = None,
+        family: int = socket.AF_UNSPEC,
     ) -> None:
+        self.family = family
         self.target = target
         self.size = size
         self.emit = emit
@@ -398,7 +406,9 @@ class _StreamProber:
             family, address, peer = socket.AF_UNIX, target.unix, target.unix
         else:
             started = perf_ns()
-            infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+            infos = await loop.getaddrinfo(
+                target.host, target.port, family=self.family, type=socket.SOCK_STREAM
+            )
             if not _is_address(target.host):
                 phases["resolve_us"] = (perf_ns() - started) / 1000
             family, _, _, _, address = infos[0]  # re-resolved for every new connection

@@ -118,6 +118,20 @@ def add_parser(commands: Any) -> Parser:
         help="the IP TOS byte (IPv6: traffic class) of the probes, as a number or a DSCP name: "
         "184 or ef (expedited), 0x20 or cs1 (the default: the system's)",
     )
+    family = ping.add_mutually_exclusive_group()
+    family.add_argument("-4", dest="family", action="store_const", const=4, default=0,
+                        help="IPv4 addresses only")  # fmt: skip
+    family.add_argument("-6", dest="family", action="store_const", const=6,
+                        help="IPv6 addresses only")  # fmt: skip
+    # -4 and -6 look like negative numbers, which makes argparse take every "-1" for an option
+    # ("expected one argument" for -i -1): they are matched exactly, a number stays a value
+    ping._has_negative_number_optionals.clear()
+    ping.add_argument(
+        "--all-addresses",
+        action="store_true",
+        help="probe each address the host resolves to in turn (-c each), then their figures "
+        "side by side (a dual-stack name whose IPv6 path differs)",
+    )
     ping.add_argument(
         "--reflect",
         action="store_true",
@@ -162,4 +176,6 @@ def ping_config(args: argparse.Namespace) -> PingConfig:
         quiet=args.quiet,
         reflect=args.reflect,
         spread=args.spread,
+        family=args.family,
+        all_addresses=args.all_addresses,
     )
