@@ -289,3 +289,17 @@ def test_banner_lines_in_client_check_and_bench() -> None:
     assert set(verdicts.values()) == {"OK"}, verdicts
     assert bench.returncode == 0, bench.stderr
     assert bench_before.returncode == 1 and "mismatches" in bench_before.stderr
+
+
+def test_over_udp_each_probe_asks_from_a_port_of_its_own() -> None:
+    with ServerProcess("-q", "--host", "127.0.0.1", "--port", "0", "--udp", "--reflect") as server:
+        server.start()
+        lines = ping_json("--udp", "--port", str(server.port), "--spread", "--reflect", "-c", "4",
+                          "-i", "0.01")  # fmt: skip
+        plain = ping_json("--udp", "--port", str(server.port), "-c", "2", "-i", "0.01")
+    *probes, summary = lines
+    assert [p["status"] for p in probes] == ["ok"] * 4, probes
+    ports = {str(p["seen"]).split(" by ")[0] for p in probes}
+    assert len(ports) == 4  # a new source port each: what a UDP balancer spreads by
+    assert summary["backends"] == {f"{socket.gethostname()} pid {server.proc.pid}": 4}
+    assert plain[-1]["received"] == 2  # without --reflect: the plain probes

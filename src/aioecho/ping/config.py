@@ -76,9 +76,7 @@ class PingConfig:
             raise ConfigError("-4, -6 and --all-addresses are for a host, not --unix")
         if self.all_addresses and not self.count:
             raise ConfigError("--all-addresses probes each address in turn: give --count")
-        if (self.reflect or self.spread) and self.target.udp:
-            raise ConfigError("--reflect and --spread are for streams so far")
-        if self.spread and not self.new_connection:
+        if self.spread and not (self.new_connection or self.target.udp):
             raise ConfigError(
                 "--spread tallies which instance answered each connection: add --new-connection"
             )

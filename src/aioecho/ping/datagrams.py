@@ -1,21 +1,24 @@
 """`aioecho ping` over UDP: one datagram per probe, never resent; answers are matched by the
 sequence number they carry, so lost, duplicated, reordered, corrupted and late answers are told
-apart (engine.ping runs it)."""
+apart (engine.ping runs it). With --reflect or --spread, each probe has a socket of its own
+(UdpReflectProber)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from ..addresses import format_address
 from ..client.config import ClientConfig
 from ..errors import ConnectError, ResolveError, describe_os_error
+from ..reflection import MAGIC
 from .config import PING_HEADER as HEADER
 from .probes import REMEMBERED, Emit, mark, payload, perf_ns, timetable, until
 from .stats import ProbeResult
 
-__all__ = ["UdpProber"]
+__all__ = ["UdpProber", "UdpReflectProber"]
 
 
 class UdpProber(asyncio.DatagramProtocol):
@@ -133,3 +136,81 @@ class UdpProber(asyncio.DatagramProtocol):
     def _check_settled(self) -> None:
         if not self.pending and self.settled is not None and not self.settled.done():
             self.settled.set_result(None)
+
+
+class _OneFlow(asyncio.DatagramProtocol):
+    """One probe's socket (--reflect, --spread over UDP): its answers, in order."""
+
+    def __init__(self) -> None:
+        self.answers: asyncio.Queue[bytes] = asyncio.Queue(maxsize=4)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if not self.answers.full():  # a flood on this socket is not queued
+            self.answers.put_nowait(data)
+
+
+class UdpReflectProber:
+    """--reflect and --spread over UDP: each probe from a socket of its own (a new source port,
+    as a new connection is for a stream, which a UDP balancer spreads by), carrying the magic
+    line before its payload; a --reflect server answers with its reflection, then the echo of
+    the payload, both to that socket."""
+
+    def __init__(
+        self,
+        target: ClientConfig,
+        size: int,
+        emit: Emit,
+        read: Callable[[list[bytes]], tuple[str | None, str | None]],
+        family: int = socket.AF_UNSPEC,
+    ) -> None:
+        self.target = target
+        self.size = size
+        self.emit = emit
+        self.read = read  # the reflection's line -> (backend, seen)
+        self.family = family
+
+    async def run(self, count: int, interval: float, stop: asyncio.Event) -> None:
+        probes: set[asyncio.Future[None]] = set()
+        try:
+            async for seq in timetable(count, interval, stop):
+                probe = asyncio.ensure_future(self._probe(seq))
+                probes.add(probe)
+                probe.add_done_callback(probes.discard)
+            if probes:
+                await until(stop, asyncio.gather(*probes))
+        finally:
+            for pending in list(probes):
+                pending.cancel()
+
+    async def _probe(self, seq: int) -> None:
+        loop = asyncio.get_running_loop()
+        target = self.target
+        try:
+            transport, flow = await loop.create_datagram_endpoint(
+                _OneFlow, remote_addr=(target.host, target.port), family=self.family
+            )
+        except OSError as err:
+            self.emit(ProbeResult(seq, "error", self.size, detail=describe_os_error(err)))
+            return
+        peer = format_address(transport.get_extra_info("peername"), udp=True)
+        try:
+            sent = perf_ns()
+            data = payload(seq, self.size, sent)
+            transport.sendto(MAGIC + data)
+            reflection = await asyncio.wait_for(flow.answers.get(), target.timeout)
+            echo = await asyncio.wait_for(flow.answers.get(), target.timeout)
+            rtt = (perf_ns() - sent) / 1000
+            try:
+                backend, seen = self.read([reflection])
+            except ConnectionError as err:
+                self.emit(ProbeResult(seq, "error", self.size, peer=peer, detail=str(err)))
+                return
+            status = "ok" if echo == data else "mismatch"
+            self.emit(
+                ProbeResult(seq, status, self.size, rtt_us=rtt, peer=peer, backend=backend,
+                            seen=seen)
+            )  # fmt: skip
+        except asyncio.TimeoutError:
+            self.emit(ProbeResult(seq, "timeout", self.size, peer=peer))
+        finally:
+            transport.close()

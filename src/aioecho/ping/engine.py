@@ -35,7 +35,7 @@ from ..errors import ResolveError, describe_os_error
 from ..reflection import MAGIC, ReflectionError, instance_name, read_reflection
 from ..tls import client_context, describe_session, describe_tls_error
 from .config import PING_HEADER as HEADER
-from .datagrams import UdpProber
+from .datagrams import UdpProber, UdpReflectProber
 from .probes import Emit, mark, payload, perf_ns, timetable, until
 from .stats import ProbeResult
 
@@ -100,8 +100,11 @@ async def ping(
     if size < HEADER:
         raise ValueError(f"size must be at least {HEADER} bytes")
     results: asyncio.Queue[ProbeResult | None] = asyncio.Queue()
-    prober: UdpProber | _StreamProber
-    if target.udp:
+    prober: UdpProber | UdpReflectProber | _StreamProber
+    if target.udp and reflect:
+        read = Greeting(0, True).read
+        prober = UdpReflectProber(target, size, results.put_nowait, read, FAMILIES[family])
+    elif target.udp:
         prober = UdpProber(target, size, results.put_nowait, tos, FAMILIES[family])
     else:
         greeting = Greeting(banner_lines, reflect)
