@@ -90,6 +90,7 @@ def test_close_to_its_end_is_non_strict_and_alpn_and_sni_are_shown(tmp_path: Pat
     tls = case(report, "tls")
     assert tls["verdict"] == "NON-STRICT", tls
     assert tls["alpn"] == "http/1.1" and tls["names"] == ["DNS:echo.test"]
+    assert len(tls["chain"]) == 1  # trustme's leaf (its CA is not sent)
     assert tls["days_left"] in (4, 5) and "days left" in tls["detail"]
     assert "ALPN http/1.1" in tls["detail"]
     assert case(report, "basic")["verdict"] == "OK"  # --sni: verified as echo.test

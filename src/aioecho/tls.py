@@ -199,6 +199,27 @@ def certificate_figures(cert: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
+def certificate_chain(tls: Any) -> list[dict[str, Any]]:
+    """The certificates the peer sent, leaf first, each as getpeercert() shows one, verified or
+    not. (The standard library makes the chain public only from Python 3.13; before, its SSL
+    object's own method is read, and where neither is there, the leaf alone.)"""
+    chain = getattr(tls, "get_unverified_chain", None) or getattr(
+        getattr(tls, "_sslobj", None), "get_unverified_chain", None
+    )
+    if chain is not None:
+        with contextlib.suppress(Exception):  # a private method: whatever it does, the leaf
+            found = []
+            for cert in chain() or ():
+                if isinstance(cert, bytes):  # 3.13's public method: DER
+                    found.append(decode_certificate(cert))
+                else:
+                    found.append(cert.get_info())
+            if found:
+                return found
+    leaf = tls.getpeercert() or decode_certificate(tls.getpeercert(binary_form=True))
+    return [leaf] if leaf else []
+
+
 def describe_session(tls: Any) -> str:
     """'TLSv1.3 TLS_AES_256_GCM_SHA384, ALPN h2; certificate for DNS:localhost by X, valid
     until 2027-12-03 10:00 UTC (365 days)': a connection's TLS, for ping --tls. (The key
@@ -207,13 +228,15 @@ def describe_session(tls: Any) -> str:
     alpn = tls.selected_alpn_protocol()
     if alpn:
         text += f", ALPN {alpn}"
-    cert = tls.getpeercert() or decode_certificate(tls.getpeercert(binary_form=True))
-    figures = certificate_figures(cert)
+    chain = certificate_chain(tls)
+    figures = certificate_figures(chain[0] if chain else {})
     if figures:
         names = ", ".join(figures["names"]) or str(figures["subject"])
         text += f"; certificate for {names} by {figures['issuer']}"
         if "not_after" in figures:
             text += f", valid until {figures['not_after']} ({figures['days_left']} days)"
+        if len(chain) > 1:
+            text += f", a chain of {len(chain)}"
         if not tls.getpeercert():
             text += ", not verified (--insecure)"
     return text

@@ -10,7 +10,7 @@ import ssl
 from typing import Any, Final
 
 from ..reflection import MAGIC, ReflectionError, instance_name, read_reflection
-from ..tls import certificate_figures, decode_certificate
+from ..tls import certificate_chain, certificate_figures
 from .peers import CaseFailed, Target, non_strict, ok, skipped
 from .report import CaseResult
 
@@ -31,14 +31,13 @@ async def _tls(target: Target) -> CaseResult:
         raise CaseFailed(_why(err, cert, t.server_name), kind="certificate", figures=cert) from None
     try:
         tls = writer.get_extra_info("ssl_object")
-        cert = tls.getpeercert() or decode_certificate(
-            tls.getpeercert(binary_form=True)
-        )  # --insecure: {}
+        chain = certificate_chain(tls)  # verified, or not (--insecure)
         figures = {
             "version": tls.version(),
             "cipher": (tls.cipher() or ("",))[0],
             "alpn": tls.selected_alpn_protocol(),
-            **certificate_figures(cert),
+            **certificate_figures(chain[0] if chain else {}),
+            "chain": [certificate_figures(cert).get("subject") for cert in chain],
         }
     finally:
         writer.close()
@@ -127,9 +126,8 @@ async def _unverified_certificate(target: Target) -> dict[str, Any]:
     except (OSError, asyncio.TimeoutError):
         return {}
     try:
-        return certificate_figures(
-            decode_certificate(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
-        )
+        chain = certificate_chain(writer.get_extra_info("ssl_object"))
+        return certificate_figures(chain[0] if chain else {})
     finally:
         writer.close()
 
