@@ -27,6 +27,7 @@ from ..addresses import DEFAULT_HOST, DEFAULT_PORT, format_address
 from ..errors import AioechoError, ConnectError, EchoError, ResolveError, describe_os_error
 from ..logs import ConnectionLog, preview
 from ..tls import client_context, describe_tls_error
+from .banner import SkipBanner
 from .config import ClientConfig
 
 __all__ = [
@@ -51,7 +52,6 @@ CHUNK: Final = 256 * 1024  # bytes read from stdin at a time
 WINDOW: Final = 16 * 1024 * 1024  # bytes sent but not yet echoed before sending waits
 OUTPUT_HIGH: Final = 4 * 1024 * 1024  # bytes waiting for stdout before socket reading pauses
 OUTPUT_LOW: Final = 1024 * 1024
-MAX_BANNER_LINE: Final = 64 * 1024  # bytes of a greeting line, at most (--banner-lines)
 
 
 class EchoClientProtocol(asyncio.Protocol):
@@ -167,56 +167,6 @@ async def echo_messages(
         await protocol.closed
 
 
-class _SkipBanner(asyncio.Protocol):
-    """In front of a client protocol until the server's greeting lines (--banner-lines) have
-    gone by: they are not echo. Then the transport is the protocol's own."""
-
-    def __init__(self, inner: asyncio.Protocol, lines: int) -> None:
-        self.inner = inner
-        self._lines = lines
-        self._held = b""
-        self.transport: asyncio.Transport
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self.inner.connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        if not self._lines:  # the hand-over lags by a call (TLS)
-            self.inner.data_received(data)
-            return
-        held = self._held + data
-        while self._lines:
-            end = held.find(b"\n")
-            if end < 0:
-                if len(held) > MAX_BANNER_LINE:
-                    self.inner.connection_lost(EchoError(
-                        f"no end of the banner's line within {MAX_BANNER_LINE} bytes "
-                        "(--banner-lines)"
-                    ))  # fmt: skip
-                    self.transport.abort()
-                self._held = held
-                return
-            held = held[end + 1 :]
-            self._lines -= 1
-        self._held = b""
-        self.transport.set_protocol(self.inner)
-        if held:
-            self.inner.data_received(held)
-
-    def eof_received(self) -> bool | None:
-        return self.inner.eof_received()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.inner.resume_writing()
-
-
 async def connect(factory: Callable[[], _P], config: ClientConfig) -> tuple[asyncio.Transport, _P]:
     """A stream connection as config says: TCP (trying each address of the host in turn, with
     happy eyeballs where the loop offers it), TLS, or a Unix socket. With banner_lines, the
@@ -226,7 +176,7 @@ async def connect(factory: Callable[[], _P], config: ClientConfig) -> tuple[asyn
 
         def skipping() -> asyncio.Protocol:
             made.append(factory())
-            return _SkipBanner(cast(asyncio.Protocol, made[0]), config.banner_lines)
+            return SkipBanner(cast(asyncio.Protocol, made[0]), config.banner_lines)
 
         transport, _ = await _connect(skipping, config)
         return transport, made[0]
