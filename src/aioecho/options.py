@@ -247,6 +247,20 @@ def common_options(
     version_option(parser)
 
 
+def family_options(parser: argparse.ArgumentParser, all_addresses: str) -> None:
+    """-4 and -6 (one address family only) and --all-addresses (its help: what each address
+    gets), for the programs that probe a host (ping, check)."""
+    family = parser.add_mutually_exclusive_group()
+    family.add_argument("-4", dest="family", action="store_const", const=4, default=0,
+                        help="IPv4 addresses only")  # fmt: skip
+    family.add_argument("-6", dest="family", action="store_const", const=6,
+                        help="IPv6 addresses only")  # fmt: skip
+    # -4 and -6 look like negative numbers, which makes argparse take every "-1" for an option
+    # ("expected one argument" for -i -1): they are matched exactly, a number stays a value
+    parser._has_negative_number_optionals.clear()
+    parser.add_argument("--all-addresses", action="store_true", help=all_addresses)
+
+
 def report_options(parser: argparse.ArgumentParser, formats: Sequence[tuple[str, str]]) -> None:
     """For each (format, what it holds): --FORMAT prints it on standard output (the text goes
     aside, to standard error, or away), --FORMAT-file FILE writes it to FILE beside the text.

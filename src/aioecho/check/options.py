@@ -6,7 +6,7 @@ import argparse
 from typing import Any, cast
 
 from ..client.options import target, target_options
-from ..options import Parser, checked, one_on_stdout, report_options
+from ..options import Parser, checked, family_options, one_on_stdout, report_options
 from ..units import format_size, parse_seconds, parse_size
 from .config import CheckConfig
 from .report import TCP_CASES, UDP_CASES, select_cases
@@ -117,19 +117,10 @@ def add_parser(commands: Any) -> Parser:
         metavar="BYTES",
         help="unread bytes a server may take before backpressure FAILED (default %(default)s)",
     )
-    family = check.add_mutually_exclusive_group()
-    family.add_argument("-4", dest="family", action="store_const", const=4, default=0,
-                        help="IPv4 addresses only")  # fmt: skip
-    family.add_argument("-6", dest="family", action="store_const", const=6,
-                        help="IPv6 addresses only")  # fmt: skip
-    # -4 and -6 look like negative numbers, which makes argparse take every "-1" for an option
-    # ("expected one argument" for -i -1): they are matched exactly, a number stays a value
-    check._has_negative_number_optionals.clear()
-    check.add_argument(
-        "--all-addresses",
-        action="store_true",
-        help="run the cases against each address the host resolves to, side by side (a "
-        "dual-stack name whose IPv6 path differs)",
+    family_options(
+        check,
+        "run the cases against each address the host resolves to, side by side (a dual-stack "
+        "name whose IPv6 path differs)",
     )
     check.add_argument(
         "--budget",

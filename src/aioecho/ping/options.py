@@ -7,7 +7,7 @@ from typing import Any, Final, cast
 
 from ..client.options import target, target_options
 from ..errors import ConfigError
-from ..options import Parser, checked, one_on_stdout, report_options
+from ..options import Parser, checked, family_options, one_on_stdout, report_options
 from ..units import parse_count, parse_percent, parse_seconds, parse_size
 from .config import MIN_PING_INTERVAL, PingConfig
 
@@ -118,19 +118,10 @@ def add_parser(commands: Any) -> Parser:
         help="the IP TOS byte (IPv6: traffic class) of the probes, as a number or a DSCP name: "
         "184 or ef (expedited), 0x20 or cs1 (the default: the system's)",
     )
-    family = ping.add_mutually_exclusive_group()
-    family.add_argument("-4", dest="family", action="store_const", const=4, default=0,
-                        help="IPv4 addresses only")  # fmt: skip
-    family.add_argument("-6", dest="family", action="store_const", const=6,
-                        help="IPv6 addresses only")  # fmt: skip
-    # -4 and -6 look like negative numbers, which makes argparse take every "-1" for an option
-    # ("expected one argument" for -i -1): they are matched exactly, a number stays a value
-    ping._has_negative_number_optionals.clear()
-    ping.add_argument(
-        "--all-addresses",
-        action="store_true",
-        help="probe each address the host resolves to in turn (-c each), then their figures "
-        "side by side (a dual-stack name whose IPv6 path differs)",
+    family_options(
+        ping,
+        "probe each address the host resolves to in turn (-c each), then their figures side by "
+        "side (a dual-stack name whose IPv6 path differs)",
     )
     ping.add_argument(
         "--reflect",
