@@ -44,6 +44,7 @@ __all__ = ["FAMILIES", "ping"]
 FAMILIES: Final = {0: socket.AF_UNSPEC, 4: socket.AF_INET, 6: socket.AF_INET6}
 
 MAX_GREETING: Final = 64 * 1024  # bytes of one greeting line, at most
+UNASKED: Final = "the server sent bytes before any probe (a --banner? --banner-lines N)"
 MAX_BANNER_LINES: Final = 100  # a banner's lines before a reflection, at most
 
 
@@ -177,15 +178,21 @@ class _EchoProbes(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._lost: str | None = None  # "reset" or "closed" once the connection is gone
+        self._unasked: bytes | None = None  # what the server sent before any probe
+        self.probed = False  # a probe was sent on this connection
         self.transport: asyncio.Transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
     def send(self, seq: int) -> None:
+        if self._unasked is not None:  # the server spoke first: this stream is not the echo
+            self.emit(ProbeResult(seq, "mismatch", self.size, peer=self.peer, detail=UNASKED))
+            return
         if self._lost is not None:  # gone between its opening and this probe
             self.emit(ProbeResult(seq, self._lost, self.size, peer=self.peer))
             return
+        self.probed = True
         sent = self.last_active = perf_ns()
         data = payload(seq, self.size, sent)
         self.inflight.append((seq, sent, data))
@@ -215,6 +222,8 @@ class _EchoProbes(asyncio.Protocol):
             )  # fmt: skip
             self.seen = self.tls = None  # said once per connection
         if self.buffer and not self.inflight:
+            if not self.probed:  # before any probe: the server greets (a banner?)
+                self._unasked = bytes(self.buffer[:64])
             self._break("mismatch")  # bytes nobody sent: the stream cannot be trusted
         self._check_idle()
 
