@@ -286,6 +286,10 @@ def test_a_scenario_runs_on_the_proxys_clock(hub: Hub) -> None:
     assert len(changed) == 1
     assert call(hub, "GET", "/proxies/a/toxics") == (200, [])
     assert call(hub, "POST", "/proxies/a/scenario", {"steps": [{"at": -1, "add": {}}]})[0] == 400
+    # a peer cannot pile up timers: the steps waiting at once are bounded, all scenarios counted
+    far = {"steps": [{"at": 3600, "remove": "x"}] * 1000}
+    statuses = [call(hub, "POST", "/proxies/a/scenario", far)[0] for _ in range(11)]
+    assert statuses == [202] * 10 + [400]
 
 
 def test_config_file_makes_proxies_with_their_toxics(tmp_path: Path) -> None:

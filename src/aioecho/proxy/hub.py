@@ -452,6 +452,7 @@ class Hub:
         self.max_buffer = max_buffer
         self.connect_timeout = connect_timeout
         self.proxies: dict[str, LiveProxy] = {}
+        self.scenario_steps = 0  # steps of scenarios waiting for their time (scenario.py)
 
     def get(self, name: str) -> LiveProxy:
         proxy = self.proxies.get(name)

@@ -29,6 +29,7 @@ _log = logging.getLogger("aioecho.proxy")
 
 MAX_STEPS: Final = 1000
 MAX_AT: Final = 3600.0
+MAX_PENDING: Final = 10_000  # steps waiting at once, every scenario counted
 
 
 @dataclass(frozen=True)
@@ -73,13 +74,18 @@ def parse_scenario(body: Any) -> list[Step]:
 
 
 def run_scenario(hub: Hub, proxy: str, steps: list[Step]) -> None:
-    """Each step at its time from now, on the running loop."""
+    """Each step at its time from now, on the running loop. Bounded: at most MAX_PENDING steps
+    wait at once, every scenario of the hub counted (each POST adds up to MAX_STEPS)."""
+    if hub.scenario_steps + len(steps) > MAX_PENDING:
+        raise bad_body(f"at most {MAX_PENDING} scenario steps wait at once")
     loop = asyncio.get_running_loop()
+    hub.scenario_steps += len(steps)
     for number, step in enumerate(steps, 1):
         loop.call_later(step.at, _do, hub, proxy, number, step)
 
 
 def _do(hub: Hub, proxy: str, number: int, step: Step) -> None:
+    hub.scenario_steps -= 1
     fields: dict[str, Any] = {"proxy": proxy, "step": number, "action": step.action}
     try:
         if step.action == "add":
