@@ -138,6 +138,11 @@ def test_bad_input_is_one_400_each() -> None:
         {"type": "latency", "attributes": {"latency": -1}},
         {"type": "latency", "attributes": {"latency": 1.5}},
         {"type": "latency", "attributes": {"latency": 10**12}},
+        # JSON's Infinity, NaN, 1e400 and a 400-digit integer: int() raised, a 500 and a traceback
+        {"type": "latency", "attributes": {"latency": float("inf")}},
+        {"type": "latency", "attributes": {"jitter": float("nan")}},
+        {"type": "latency", "attributes": {"latency": 10**400}},
+        {"type": "corrupt", "attributes": {"probability": float("nan")}},
         {"type": "slicer", "attributes": {"average_size": 5, "size_variation": 5}},
         {"type": "corrupt", "attributes": {"probability": 1.5}},
         {"type": "latency", "match": {"source": "not-a-network"}},

@@ -208,14 +208,15 @@ def _number(name: str, value: Any) -> int | float:
     limit = _LIMITS[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise bad_body(f"{name} must be a number")
-    number: int | float = float(value)
-    if name not in _FLOATS:
-        if value != int(value):
-            raise bad_body(f"{name} must be a whole number")
-        number = int(value)
-    if not 0 <= number <= limit:
+    # the range first: NaN and infinity fail it (int() of them would raise), and a JSON integer
+    # of a thousand digits compares without becoming a float
+    if not 0 <= value <= limit:
         raise bad_body(f"{name} must be 0 to {limit:g}")
-    return number
+    if name in _FLOATS:
+        return float(value)
+    if value != int(value):
+        raise bad_body(f"{name} must be a whole number")
+    return int(value)
 
 
 def _match(value: Any) -> Match:
